@@ -1,0 +1,219 @@
+"""Calculators: model loading (once per process), ``module:factory`` specs, and
+the force / Hessian callables the physics core consumes.
+
+Any ASE calculator works. For matgl potentials there is a fast path: forces of
+many displaced supercells are evaluated as one batched graph, and Hessians come
+from autograd instead of 6N finite-difference force calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "M3GNet-PES-MatPES-PBE-2025.2"
+MODEL_FILES = ("model.json", "model.pt", "state.pt")
+
+
+class ModelError(RuntimeError):
+    """The potential could not be found, loaded or applied."""
+
+
+class CalculatorError(RuntimeError):
+    """A calculator returned unusable results (NaN, wrong shape)."""
+
+
+def model_spec() -> str:
+    """The model to use: ``TDPH_MODEL`` (folder or matgl name), else the default name."""
+    return os.environ.get("TDPH_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).parent.exists()
+
+
+@functools.lru_cache(maxsize=4)
+def load_potential(spec: str | None = None, dtype: str = "float32"):
+    """Load a matgl potential by folder or hub name; cached per process.
+
+    A folder must hold model.json, model.pt and state.pt: matgl silently falls
+    back to the network for a mistyped path, which we never allow.
+    """
+    import matgl
+    import torch
+
+    spec = spec or model_spec()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+        if missing:
+            raise ModelError(f"model folder {path} is not a matgl model: missing {', '.join(missing)}")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        source = str(path.resolve())
+    elif _looks_like_path(spec) or path.exists():
+        raise ModelError(f"model folder {spec!r} does not exist (set TDPH_MODEL to a matgl model folder or name)")
+    else:
+        source = spec
+        log.info("loading matgl model %r by name (matgl hub; needs network unless cached)", spec)
+    try:
+        pot = matgl.load_model(source)
+    except Exception as exc:  # matgl raises many types; name the model either way
+        raise ModelError(f"could not load matgl model {spec!r}: {exc}") from exc
+    if not hasattr(pot, "model") or not hasattr(pot.model, "element_types"):
+        raise ModelError(f"{spec!r} is not a matgl interatomic potential")
+    if dtype == "float64":
+        pot = pot.double()
+    torch_threads = os.environ.get("TDPH_TORCH_THREADS")
+    if torch_threads:
+        torch.set_num_threads(int(torch_threads))
+    return pot
+
+
+def matgl_calculator(spec: str | None = None) -> Calculator:
+    from matgl.ext.ase import PESCalculator
+
+    return PESCalculator(load_potential(spec), stress_unit="eV/A3")
+
+
+def resolve_calculator(spec: str | None = None) -> Calculator:
+    """None -> default model; ``module:factory`` -> factory(); ``emt`` -> ASE EMT;
+    anything else -> a matgl folder or name."""
+    if spec is None or spec in ("", "default", "m3gnet"):
+        return matgl_calculator(None)
+    if spec.lower() == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if ":" in spec and not Path(spec).exists():
+        module_name, _, factory_name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), factory_name)
+        except (ImportError, AttributeError) as exc:
+            raise ModelError(f"cannot import calculator factory {spec!r}: {exc}") from exc
+        calc = factory()
+        if not isinstance(calc, Calculator) and not hasattr(calc, "get_forces"):
+            raise ModelError(f"{spec!r} returned {type(calc).__name__}, not an ASE calculator")
+        return calc
+    return matgl_calculator(spec)
+
+
+def is_matgl(calc: Calculator) -> bool:
+    return hasattr(calc, "potential") and hasattr(calc, "_atoms2graph")
+
+
+def check_elements(calc: Calculator, atoms: Atoms, material: str) -> None:
+    """Fail early, naming the element, when the model was not trained on it."""
+    if not is_matgl(calc):
+        return
+    known = set(calc.element_types)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - known)
+    if unknown:
+        raise ModelError(f"{material}: element(s) {', '.join(unknown)} outside the model's {len(known)} elements")
+
+
+def _check_finite(arr: np.ndarray, what: str, material: str) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        raise CalculatorError(f"{material}: calculator returned non-finite {what}")
+    return arr
+
+
+class ForceModel:
+    """Forces and Hessians of one supercell (fixed cell and species) for the core.
+
+    Positions are passed in the supercell's own atom order; ``template`` fixes it.
+    """
+
+    def __init__(self, calc: Calculator, template: Atoms, material: str = "material",
+                 batch_size: int = 16, fd_step: float = 0.005) -> None:
+        self.calc = calc
+        self.template = template.copy()
+        self.material = material
+        self.batch_size = batch_size
+        self.fd_step = fd_step
+        self.matgl = is_matgl(calc)
+        check_elements(calc, template, material)
+
+    # forces ------------------------------------------------------------------
+    def forces(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, float)
+        if positions.ndim == 2:
+            positions = positions[None]
+        if self.matgl:
+            out = np.concatenate([self._matgl_batch(positions[k:k + self.batch_size])
+                                  for k in range(0, len(positions), self.batch_size)])
+        else:
+            out = np.array([self._ase_forces(p) for p in positions])
+        if out.shape != positions.shape:
+            raise CalculatorError(f"{self.material}: forces of shape {out.shape}, expected {positions.shape}")
+        return _check_finite(out, "forces", self.material)
+
+    def _atoms_at(self, positions: np.ndarray) -> Atoms:
+        atoms = self.template.copy()
+        atoms.positions = positions
+        return atoms
+
+    def _ase_forces(self, positions: np.ndarray) -> np.ndarray:
+        atoms = self._atoms_at(positions)
+        atoms.calc = self.calc
+        return np.array(atoms.get_forces())
+
+    def _matgl_batch(self, positions: np.ndarray) -> np.ndarray:
+        import torch
+        from torch_geometric.data import Batch
+
+        pot = self.calc.potential
+        graphs, lats, states = [], [], []
+        for p in positions:
+            g, lat, state = self.calc._atoms2graph.get_graph(self._atoms_at(p))
+            graphs.append(g)
+            lats.append(torch.as_tensor(np.asarray(lat), dtype=torch.float32).reshape(3, 3))
+            states.append(torch.as_tensor(np.asarray(state), dtype=torch.float32).reshape(1, -1))
+        batch = Batch.from_data_list(graphs)
+        flags = (pot.calc_stresses, pot.calc_hessian)
+        pot.calc_stresses, pot.calc_hessian = False, False
+        try:
+            result = pot(batch, torch.stack(lats), torch.cat(states))
+        finally:
+            pot.calc_stresses, pot.calc_hessian = flags
+        return result[1].detach().cpu().numpy().astype(float).reshape(positions.shape)
+
+    # Hessians ----------------------------------------------------------------
+    def hessian(self, positions: np.ndarray) -> np.ndarray:
+        """(3N, 3N) in eV/A^2: autograd for matgl, central differences otherwise."""
+        h = self._matgl_hessian(positions) if self.matgl else self.fd_hessian(positions)
+        h = _check_finite(np.asarray(h, float), "Hessian", self.material)
+        return 0.5 * (h + h.T)
+
+    def _matgl_hessian(self, positions: np.ndarray) -> np.ndarray:
+        pot = self.calc.potential
+        atoms = self._atoms_at(positions)
+        flag = pot.calc_hessian
+        pot.calc_hessian = True
+        try:
+            from matgl.ext.ase import PESCalculator
+
+            calc = PESCalculator(pot, stress_unit="eV/A3")
+            calc.calculate(atoms, properties=["energy", "forces"])
+            return np.array(calc.results["hessian"])
+        finally:
+            pot.calc_hessian = flag
+
+    def fd_hessian(self, positions: np.ndarray) -> np.ndarray:
+        """Central finite differences: H_ij = -(F_i(x+h e_j) - F_i(x-h e_j)) / 2h."""
+        positions = np.asarray(positions, float)
+        n = len(positions)
+        disp = np.zeros((6 * n, n, 3))
+        for j in range(3 * n):
+            disp[2 * j, j // 3, j % 3] = self.fd_step
+            disp[2 * j + 1, j // 3, j % 3] = -self.fd_step
+        f = self.forces(positions[None] + disp).reshape(3 * n, 2, 3 * n)
+        return -((f[:, 0] - f[:, 1]) / (2 * self.fd_step)).T

@@ -1,0 +1,116 @@
+"""The ``tdph`` command line (one material for now; campaigns come next)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Temperature-dependent phonons at high throughput (one-shot SSCHA).", no_args_is_help=True)
+console = Console()
+
+BUILTINS = {"srtio3": ("cubic_srtio3", "cubic SrTiO3, a = 3.905 A")}
+
+
+@app.callback()
+def _root() -> None:
+    """tdph: one-shot SSCHA with machine-learned potentials."""
+
+
+def _structure_arg(name: str):
+    path = Path(name)
+    if not path.exists() and name.lower() in BUILTINS:
+        engine = importlib.import_module("tdph_workflows.engine")
+        console.print(f"[dim]building {BUILTINS[name.lower()][1]}[/dim]")
+        return getattr(engine, BUILTINS[name.lower()][0])(), name
+    return path, None
+
+
+def _summary(result) -> None:
+    h = result.harmonic
+    console.print(
+        f"[bold]{result.formula}[/bold] {result.material_id}  {result.spacegroup}  "
+        f"supercell {result.n_atoms_supercell} atoms ({result.supercell_rule}); calculator {result.provenance.calculator}"
+    )
+    table = Table(title="Renormalization (errors: jackknife standard errors)")
+    for col in ("T (K)", "L2 shift (%)", "R_full", "R_full robust", "max R_onsite", "samples", "min freq (THz)"):
+        table.add_column(col, justify="right")
+    table.add_row("harmonic", "", "", "", "", str(result.n_harmonic_displacements) + " disp.", f"{h.min_frequency:.2f}")
+    for t in result.temperatures:
+        table.add_row(
+            f"{t.temperature:g}",
+            f"{100 * t.l2_shift:.2f} ± {100 * t.l2_stderr:.2f}",
+            f"{t.r_full:.3f} ± {t.r_full_stderr:.3f}",
+            f"{t.r_full_robust:.3f} ± {t.r_full_robust_stderr:.3f}",
+            f"{t.r_onsite_max:.3f}",
+            f"{t.n_samples}{'' if t.converged else ' (cap)'}",
+            f"{t.spectrum.min_frequency:.2f}",
+        )
+    console.print(table)
+    pts = Table(title="Frequencies at high-symmetry points (THz; negative = imaginary), lowest three")
+    pts.add_column("point")
+    pts.add_column("harmonic")
+    for t in result.temperatures:
+        pts.add_column(f"{t.temperature:g} K")
+    for label, freqs in h.special_points.items():
+        row = [label, " ".join(f"{f:6.2f}" for f in freqs[:3])]
+        row += [" ".join(f"{f:6.2f}" for f in t.spectrum.special_points[label][:3]) for t in result.temperatures]
+        pts.add_row(*row)
+    console.print(pts)
+    for t in result.temperatures:
+        sites = ", ".join(f"{s.element}({s.wyckoff}) {s.r_onsite:.3f}" for s in t.sites)
+        console.print(f"{t.temperature:g} K  R_onsite per site: {sites}")
+        for note in t.sampling_notes:
+            console.print(f"  [yellow]sampling: {note}[/yellow]")
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items() if v >= 0.05)
+    console.print(f"timings: {timing}")
+
+
+@app.command()
+def run(
+    structure: Annotated[str, typer.Argument(help="Structure file (CIF, POSCAR, ...), MDR entry, or 'SrTiO3' (built in)")],
+    temperature: Annotated[list[float], typer.Option("--temperature", "-T", help="Temperature(s) in K")] = [300.0],  # noqa: B006
+    supercell: Annotated[str | None, typer.Option(help="Supercell: '2 2 2' or 9 integers")] = None,
+    calculator: Annotated[str | None, typer.Option(help="Model folder/name, 'emt', or module:factory")] = None,
+    estimator: Annotated[str, typer.Option(help="force_fit (default) or hessian")] = "force_fit",
+    self_consistent: Annotated[bool, typer.Option("--self-consistent", help="Iterate sampling until converged")] = False,
+    classical: Annotated[bool, typer.Option("--classical", help="Classical instead of quantum covariance")] = False,
+    relax: Annotated[bool, typer.Option("--relax", help="Relax positions and cell with the potential first")] = False,
+    max_samples: Annotated[int, typer.Option(help="Cap on samples per temperature")] = 512,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("tdph_out"),
+    threads: Annotated[int, typer.Option(help="torch threads (1 is fastest per worker on CPU)")] = 1,
+) -> None:
+    """Harmonic and temperature-renormalized phonons of one material."""
+    os.environ.setdefault("TDPH_TORCH_THREADS", str(threads))
+    from .calculators import CalculatorError, ModelError
+    from .core.sscha import SSCHASettings
+    from .engine import run_temperature_phonons
+    from .io.structures import InputError
+    from .output import write_outputs
+
+    obj, name = _structure_arg(structure)
+    smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
+    try:
+        settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
+                                 max_pairs=max(1, max_samples // 2), seed=seed)
+        t0 = time.perf_counter()
+        with console.status("starting") as status:
+            result = run_temperature_phonons(obj, calculator, temperature, smat, settings, relax=relax,
+                                             material_id=name, progress=lambda msg: (status.update(msg), console.log(msg)))
+    except (InputError, ModelError, CalculatorError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    files = write_outputs(result, out)
+    _summary(result)
+    console.print(f"wall time {time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in files.values()))
+
+
+def main() -> None:
+    app()

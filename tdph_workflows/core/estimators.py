@@ -1,0 +1,145 @@
+"""Estimators of the effective force constants Phi(T) = <d2V/dR dR>.
+
+Both accumulate per-group sums so that jackknife error bars (leave one group
+out) and adaptive sample counts cost no extra potential evaluations.
+
+* ``HessianAverage``: the paper's estimator, the mean of instantaneous Hessians.
+* ``ForceRegression``: least-squares fit F = -Phi u on the same samples. For
+  Gaussian u, Stein's lemma gives E[F u^T] E[u u^T]^-1 = -E[d2V], so both
+  agree in expectation; the fit needs one force call per sample instead of a
+  Hessian (~3N force calls). With translation invariance the fit is done in
+  symfc's symmetry-adapted basis (space group, permutation and sum rule built
+  in); otherwise (e.g. on-site model potentials) a plain 3N x 3N least squares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from symfc.basis_sets import FCBasisSetO2
+from symfc.solvers.solver_O2 import prepare_normal_equation_O2
+from symfc.utils.solver_funcs import solve_linear_equation
+from symfc.utils.utils import SymfcAtoms
+
+
+class _Grouped:
+    """Round-robin assignment of antithetic pairs to jackknife groups."""
+
+    def __init__(self, n_groups: int) -> None:
+        if n_groups < 2:
+            raise ValueError("need at least two jackknife groups")
+        self.n_groups = n_groups
+        self.n_samples = 0
+        self._next_group = 0
+
+    def _split_pairs(self, n: int) -> list[tuple[int, slice]]:
+        if n % 2:
+            raise ValueError("samples must come in antithetic (+u, -u) pairs")
+        out = []
+        for k in range(0, n, 2):
+            out.append((self._next_group, slice(k, k + 2)))
+            self._next_group = (self._next_group + 1) % self.n_groups
+        self.n_samples += n
+        return out
+
+    @property
+    def groups_filled(self) -> bool:
+        return self.n_samples >= 2 * self.n_groups
+
+
+class HessianAverage(_Grouped):
+    """Mean of instantaneous Hessians (paper Eq. 1), per group."""
+
+    name = "hessian"
+
+    def __init__(self, n_atoms: int, n_groups: int = 8) -> None:
+        super().__init__(n_groups)
+        self._sums = np.zeros((n_groups, n_atoms, n_atoms, 3, 3))
+        self._counts = np.zeros(n_groups)
+
+    def add_hessians(self, hessians: np.ndarray) -> None:
+        """hessians: (n, 3N, 3N) in eV/A^2 for an even number of paired samples."""
+        n, dim, _ = hessians.shape
+        natom = dim // 3
+        blocks = hessians.reshape(n, natom, 3, natom, 3).transpose(0, 1, 3, 2, 4)
+        for g, sl in self._split_pairs(n):
+            self._sums[g] += blocks[sl].sum(axis=0)
+            self._counts[g] += sl.stop - sl.start
+
+    def estimate(self, leave_out: int | None = None) -> np.ndarray:
+        keep = np.ones(self.n_groups, bool)
+        if leave_out is not None:
+            keep[leave_out] = False
+        return self._sums[keep].sum(axis=0) / self._counts[keep].sum()
+
+
+class ForceRegression(_Grouped):
+    """Least-squares force constants from (u, F) pairs, per-group normal equations."""
+
+    name = "force_fit"
+
+    def __init__(
+        self,
+        cell: np.ndarray,
+        frac: np.ndarray,
+        numbers: np.ndarray,
+        translation_invariant: bool = True,
+        n_groups: int = 8,
+        basis: FCBasisSetO2 | None = None,
+    ) -> None:
+        super().__init__(n_groups)
+        self.n_atoms = len(numbers)
+        self.uses_symfc = translation_invariant
+        dim = 3 * self.n_atoms
+        if translation_invariant:
+            self.basis = basis or symfc_basis(cell, frac, numbers)
+            nb = self.basis.blocked_basis_set.shape[1]
+            self._xtx = np.zeros((n_groups, nb, nb))
+            self._xty = np.zeros((n_groups, nb))
+        else:
+            self.basis = None
+            self._xtx = np.zeros((n_groups, dim, dim))
+            self._xty = np.zeros((n_groups, dim, dim))
+
+    def add_forces(self, displacements: np.ndarray, forces: np.ndarray) -> None:
+        """displacements, forces: (n, N, 3); forces already relative to the reference."""
+        n = len(displacements)
+        d = np.ascontiguousarray(displacements.reshape(n, -1), dtype=float)
+        f = np.ascontiguousarray(forces.reshape(n, -1), dtype=float)
+        for g, sl in self._split_pairs(n):
+            if self.uses_symfc:
+                xtx, xty = prepare_normal_equation_O2(d[sl], f[sl], self.basis)
+                self._xtx[g] += xtx
+                self._xty[g] += xty
+            else:
+                self._xtx[g] += d[sl].T @ d[sl]
+                self._xty[g] += d[sl].T @ f[sl]
+
+    def estimate(self, leave_out: int | None = None) -> np.ndarray:
+        keep = np.ones(self.n_groups, bool)
+        if leave_out is not None:
+            keep[leave_out] = False
+        xtx = self._xtx[keep].sum(axis=0)
+        xty = self._xty[keep].sum(axis=0)
+        n = self.n_atoms
+        if self.uses_symfc:
+            coefs = solve_linear_equation(xtx, xty)
+            fc = self.basis.compression_matrix @ (self.basis.blocked_basis_set @ coefs)
+            return np.asarray(fc).reshape(n, n, 3, 3)
+        # F = -Phi u  =>  sum u F^T = -sum u u^T Phi^T
+        if np.linalg.matrix_rank(xtx) < 3 * n:
+            raise ValueError(f"force fit without symmetry basis needs >= {3 * n} independent samples")
+        phi = -np.linalg.solve(xtx, xty).T
+        return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+def symfc_basis(cell: np.ndarray, frac: np.ndarray, numbers: np.ndarray) -> FCBasisSetO2:
+    """Symmetry-adapted second-order basis of the supercell (cache it per material)."""
+    atoms = SymfcAtoms(numbers=numbers, scaled_positions=frac, cell=cell)
+    return FCBasisSetO2(atoms, log_level=0).run()
+
+
+def jackknife(values: np.ndarray) -> float:
+    """Standard error from leave-one-group-out estimates."""
+    values = np.asarray(values, float)
+    g = len(values)
+    return float(np.sqrt((g - 1) / g * ((values - values.mean()) ** 2).sum()))

@@ -1,0 +1,139 @@
+"""Harmonic phonons and phonon observables through phonopy.
+
+Force constants travel as plain (N, N, 3, 3) arrays in phonopy's supercell
+atom order, the single order used everywhere in the engine; ``forces_fn``
+receives positions in that order too, so no second ordering can creep in.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from phonopy import Phonopy
+from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
+from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
+from phonopy.structure.atoms import PhonopyAtoms
+
+from .sampling import is_translation_invariant
+
+ForcesFn = Callable[[np.ndarray], np.ndarray]
+"""positions (n, N, 3) of the supercell in phonopy order -> forces (n, N, 3), eV/A."""
+
+
+def build_phonopy(
+    unitcell: PhonopyAtoms,
+    supercell_matrix: np.ndarray,
+    primitive_matrix: str | np.ndarray | None = "auto",
+    symprec: float = 1e-5,
+) -> Phonopy:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # phonopy warns about its changed 'auto' default
+        return Phonopy(
+        unitcell,
+            supercell_matrix=np.asarray(supercell_matrix, int),
+            primitive_matrix=primitive_matrix,
+            symprec=symprec,
+            log_level=0,
+        )
+
+
+def harmonic_force_constants(
+    phonon: Phonopy,
+    forces_fn: ForcesFn,
+    reference_forces: np.ndarray | None = None,
+    distance: float = 0.01,
+) -> tuple[np.ndarray, int]:
+    """Phi_HA from phonopy's symmetry-reduced finite displacements (plus/minus pairs).
+
+    Residual forces of the undistorted supercell are subtracted when given.
+    The sum rule and permutation symmetry are imposed only when the raw force
+    constants are translation invariant (they are not for on-site model potentials).
+    """
+    phonon.generate_displacements(distance=distance, is_plusminus=True)
+    cells = phonon.supercells_with_displacements
+    positions = np.array([c.positions for c in cells])
+    forces = np.asarray(forces_fn(positions), float)
+    if reference_forces is not None:
+        forces = forces - reference_forces[None]
+    phonon.forces = forces
+    phonon.produce_force_constants()
+    fc = np.array(phonon.force_constants)
+    if is_translation_invariant(fc, rtol=5e-2):
+        phonon.symmetrize_force_constants()
+        fc = np.array(phonon.force_constants)
+    return fc, len(cells)
+
+
+def with_force_constants(phonon: Phonopy, fc: np.ndarray) -> Phonopy:
+    """A copy of ``phonon`` carrying ``fc`` (never mutate the harmonic object)."""
+    ph = phonon.copy()
+    ph.force_constants = np.ascontiguousarray(fc, dtype=float)
+    return ph
+
+
+def commensurate_qpoints(phonon: Phonopy) -> np.ndarray:
+    """q-points (primitive reciprocal, fractional) commensurate with the supercell."""
+    smat = np.linalg.inv(phonon.primitive_matrix) @ phonon.supercell_matrix
+    return get_commensurate_points(np.rint(smat).astype(int))
+
+
+def frequencies_and_vectors(phonon: Phonopy, fc: np.ndarray, qpoints: np.ndarray):
+    ph = with_force_constants(phonon, fc)
+    ph.run_qpoints(qpoints, with_eigenvectors=True)
+    d = ph.get_qpoints_dict()
+    return np.array(d["frequencies"]), np.array(d["eigenvectors"])
+
+
+def acoustic_mask(phonon: Phonopy, fc: np.ndarray, qpoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies at ``qpoints`` and a mask that is False for the 3 Gamma acoustic modes.
+
+    Acoustic modes are found by overlap with rigid translations, not by frequency
+    order: imaginary optical modes can lie below them.
+    """
+    freqs, vecs = frequencies_and_vectors(phonon, fc, qpoints)
+    mask = np.ones(freqs.shape, bool)
+    if not is_translation_invariant(fc, rtol=5e-2):
+        return freqs, mask
+    masses = phonon.primitive.masses
+    trans = np.zeros((3 * len(masses), 3))
+    for a in range(3):
+        trans[a::3, a] = np.sqrt(masses)
+    trans /= np.linalg.norm(trans, axis=0)
+    for iq, q in enumerate(qpoints):
+        if np.allclose(q - np.rint(q), 0):
+            overlap = np.linalg.norm(trans.T @ vecs[iq], axis=0)
+            mask[iq, np.argsort(overlap)[-3:]] = False
+    return freqs, mask
+
+
+def commensurate_frequencies(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
+    """Frequencies (THz, negative = imaginary) at commensurate q-points, Gamma acoustic removed."""
+    q = commensurate_qpoints(phonon)
+    freqs, mask = acoustic_mask(phonon, fc, q)
+    return freqs[mask]
+
+
+def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51) -> dict:
+    """Dispersion along seekpath's standard path for the primitive cell."""
+    qpts, labels, connections = get_band_qpoints_by_seekpath(phonon.primitive, npoints)
+    ph = with_force_constants(phonon, fc)
+    ph.run_band_structure(qpts, path_connections=connections, labels=labels)
+    d = ph.get_band_structure_dict()
+    return {
+        "qpoints": [np.asarray(s).tolist() for s in d["qpoints"]],
+        "distances": [np.asarray(s).tolist() for s in d["distances"]],
+        "frequencies": [np.asarray(s).tolist() for s in d["frequencies"]],
+        "labels": [str(x) for x in labels],
+        "path_connections": [bool(c) for c in connections],
+    }
+
+
+def total_dos(phonon: Phonopy, fc: np.ndarray, mesh: float = 30.0) -> dict:
+    """Total phonon DOS on a mesh of the given length density."""
+    ph = with_force_constants(phonon, fc)
+    ph.run_mesh(mesh, is_gamma_center=True)
+    ph.run_total_dos()
+    d = ph.get_total_dos_dict()
+    return {"frequency_points": d["frequency_points"].tolist(), "total_dos": d["total_dos"].tolist()}

@@ -1,0 +1,129 @@
+"""MDR / phonondb entries: raw ``.tar.lzma`` tarball, extracted folder, or ``phonopy_params.yaml(.xz)``."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import phonopy
+from phonopy import Phonopy
+
+from .structures import InputError
+
+_TARBALL = re.compile(r"\.tar(\.lzma|\.xz|\.gz|\.bz2)?$")
+
+
+@dataclass
+class MDREntry:
+    """One entry: the DFT phonopy object (forces, no force constants yet) and its id."""
+
+    material_id: str
+    phonon: Phonopy
+    source: str
+
+    @property
+    def unitcell(self):
+        return self.phonon.unitcell
+
+    @property
+    def supercell_matrix(self) -> np.ndarray:
+        return np.array(self.phonon.supercell_matrix)
+
+    @property
+    def primitive_matrix(self) -> np.ndarray:
+        return np.array(self.phonon.primitive_matrix)
+
+    def dft_force_constants(self) -> np.ndarray:
+        """Symmetrized DFT harmonic force constants (phonopy order)."""
+        if self.phonon.force_constants is None:
+            self.phonon.produce_force_constants()
+            self.phonon.symmetrize_force_constants()
+        return np.array(self.phonon.force_constants)
+
+
+def is_mdr_entry(path: str | Path) -> bool:
+    p = Path(path)
+    if p.is_dir():
+        return (p / "phonopy.conf").exists() or any(p.glob("phonopy_params.yaml*")) or any(p.glob("*/phonopy.conf"))
+    return bool(_TARBALL.search(p.name)) or p.name.startswith("phonopy_params.yaml") or p.name.endswith(
+        ("phonopy_params.yaml", "phonopy_params.yaml.xz")
+    )
+
+
+def _parse_matrix(text: str, key: str) -> np.ndarray | None:
+    m = re.search(rf"^\s*{key}\s*=\s*(.+)$", text, re.MULTILINE)
+    if not m:
+        return None
+    vals = [float(Fraction(v)) for v in m.group(1).split()]
+    if len(vals) == 3:
+        return np.diag(vals)
+    if len(vals) != 9:
+        raise ValueError(f"{key} needs 3 or 9 numbers, got {len(vals)}")
+    return np.array(vals).reshape(3, 3)
+
+
+def _material_id(path: Path) -> str:
+    m = re.search(r"mp-\d+", str(path)) or re.search(r"materials-id-(\d+)", path.name)
+    if m is None:
+        return path.name.split(".")[0]
+    return m.group(0) if m.group(0).startswith("mp-") else f"mp-{m.group(1)}"
+
+
+def _load_folder(folder: Path, material_id: str) -> Phonopy:
+    params = sorted(folder.glob("phonopy_params.yaml*"))
+    if params:
+        return phonopy.load(params[0], produce_fc=False, log_level=0)
+    conf = folder / "phonopy.conf"
+    if not conf.exists():
+        inner = [d for d in folder.iterdir() if d.is_dir() and (d / "phonopy.conf").exists()]
+        if len(inner) != 1:
+            raise InputError(f"{material_id}: no phonopy.conf or phonopy_params.yaml in {folder}")
+        folder, conf = inner[0], inner[0] / "phonopy.conf"
+    text = conf.read_text()
+    dim = _parse_matrix(text, "DIM")
+    if dim is None:
+        raise InputError(f"{material_id}: phonopy.conf has no DIM")
+    pmat = _parse_matrix(text, "PRIMITIVE_AXIS")
+    for required in ("POSCAR-unitcell", "FORCE_SETS"):
+        if not (folder / required).exists():
+            raise InputError(f"{material_id}: {required} missing in {folder}")
+    born = folder / "BORN"
+    return phonopy.load(
+        supercell_matrix=np.rint(dim).astype(int),
+        primitive_matrix=pmat if pmat is not None else "auto",
+        unitcell_filename=str(folder / "POSCAR-unitcell"),
+        force_sets_filename=str(folder / "FORCE_SETS"),
+        born_filename=str(born) if born.exists() else None,
+        produce_fc=False,
+        log_level=0,
+    )
+
+
+def load_mdr_entry(path: str | Path) -> MDREntry:
+    """Load any MDR entry form; every failure is an ``InputError`` naming the entry."""
+    path = Path(path)
+    material_id = _material_id(path)
+    if not path.exists():
+        raise InputError(f"{material_id}: {path} not found")
+    try:
+        if path.is_dir():
+            ph = _load_folder(path, material_id)
+        elif _TARBALL.search(path.name):
+            with tempfile.TemporaryDirectory(prefix="tdph-mdr-") as tmp:
+                with tarfile.open(path) as tar:
+                    tar.extractall(tmp, filter="data")
+                ph = _load_folder(Path(tmp), material_id)
+        else:
+            ph = phonopy.load(path, produce_fc=False, log_level=0)
+    except InputError:
+        raise
+    except Exception as exc:  # corrupt archives and files raise many types
+        raise InputError(f"{material_id}: corrupt or unreadable MDR entry ({type(exc).__name__}: {exc})") from exc
+    if ph.dataset is None or (not ph.dataset.get("first_atoms") and ph.dataset.get("forces") is None):
+        raise InputError(f"{material_id}: MDR entry has no displacement-force data")
+    return MDREntry(material_id=material_id, phonon=ph, source=str(path))

@@ -1,0 +1,59 @@
+"""Figures: harmonic vs temperature-renormalized dispersion (paper Fig. 2C)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .schemas import TDPHResult  # noqa: E402
+
+
+def _plot_bands(ax, bands: dict, color: str, label: str) -> None:
+    first = True
+    for dist, freq in zip(bands["distances"], bands["frequencies"], strict=True):
+        lines = ax.plot(dist, freq, color=color, lw=1.0)
+        if first:
+            lines[0].set_label(label)
+            first = False
+
+
+def _decorate(ax, bands: dict) -> None:
+    ticks, labels = [], []
+    lbl = iter(bands["labels"])
+    for k, dist in enumerate(bands["distances"]):
+        if k == 0:
+            ticks.append(dist[0])
+            labels.append(next(lbl, ""))
+        end_label = next(lbl, "")
+        if k < len(bands["path_connections"]) and not bands["path_connections"][k]:
+            end_label = f"{end_label}|{next(lbl, '')}"
+        ticks.append(dist[-1])
+        labels.append(end_label)
+    labels = [s.replace("GAMMA", "Γ") for s in labels]
+    ax.set_xticks(ticks, labels)
+    for x in ticks:
+        ax.axvline(x, color="0.8", lw=0.5)
+    ax.axhline(0, color="0.5", lw=0.5, ls="--")
+    ax.set_xlim(ticks[0], ticks[-1])
+
+
+def plot_dispersion(result: TDPHResult, path: str | Path) -> Path:
+    """Harmonic (black) and each temperature's dispersion along the standard path."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    _plot_bands(ax, result.harmonic.band_structure, "black", "harmonic")
+    colors = plt.cm.autumn_r([0.4 + 0.6 * k / max(1, len(result.temperatures) - 1) for k in range(len(result.temperatures))])
+    for t, c in zip(result.temperatures, colors, strict=True):
+        _plot_bands(ax, t.spectrum.band_structure, c, f"{t.temperature:g} K (L2 shift {100 * t.l2_shift:.1f} %)")
+    _decorate(ax, result.harmonic.band_structure)
+    ax.set_ylabel("Frequency (THz)")
+    ax.set_title(f"{result.formula} ({result.spacegroup}), {result.n_atoms_supercell}-atom supercell")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

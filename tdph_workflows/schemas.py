@@ -1,0 +1,105 @@
+"""Pydantic result documents (JSON round trip via ``model_dump_json`` / ``model_validate_json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class SiteRenormalization(BaseModel):
+    """R_onsite of one unit-cell site (mean over its supercell images)."""
+
+    index: int = Field(description="Index of the site in the unit cell")
+    element: str = Field(description="Chemical symbol")
+    wyckoff: str = Field(description="Wyckoff letter of the site in the unit cell's space group")
+    r_onsite: float = Field(description="|tr Phi_T,ii - tr Phi_HA,ii| / |tr Phi_HA,ii| (paper Eq. 4)")
+    r_onsite_stderr: float = Field(description="Jackknife standard error of r_onsite")
+
+
+class ConvergenceRecord(BaseModel):
+    n_samples: int = Field(description="Samples used so far (antithetic pairs count twice)")
+    l2_shift: float = Field(description="L2 frequency shift at this sample count (fraction)")
+    l2_stderr: float = Field(description="Jackknife standard error of the L2 shift (fraction)")
+
+
+class PhononSpectrum(BaseModel):
+    """Frequencies of one set of force constants (THz; negative = imaginary)."""
+
+    commensurate_frequencies: list[float] = Field(
+        description="Frequencies at the supercell's commensurate q-points, Gamma acoustic modes removed"
+    )
+    min_frequency: float = Field(description="Lowest commensurate frequency (THz)")
+    n_imaginary: int = Field(description="Commensurate modes below -0.1 THz")
+    special_points: dict[str, list[float]] = Field(description="Frequencies at the standard high-symmetry points")
+    band_structure: dict[str, Any] = Field(description="Dispersion along seekpath's standard path")
+    dos: dict[str, list[float]] = Field(description="Total density of states")
+
+
+class TemperatureResult(BaseModel):
+    temperature: float = Field(description="Temperature (K)")
+    spectrum: PhononSpectrum
+    force_constants: list | None = Field(None, description="Phi(T), (N, N, 3, 3) in eV/A^2, phonopy supercell order")
+    l2_shift: float = Field(description="||omega_T - omega_0|| / ||omega_0|| (fraction)")
+    l2_stderr: float
+    r_full: float = Field(description="Paper Eq. 3 with tiny elements (< 1e-3 max|Phi_0|) excluded")
+    r_full_stderr: float
+    r_full_robust: float = Field(description="sum|Phi_T - Phi_0| / sum((|Phi_0| + |Phi_T|) / 2)")
+    r_full_robust_stderr: float
+    r_onsite_max: float = Field(description="Largest site R_onsite")
+    sites: list[SiteRenormalization]
+    n_samples: int = Field(description="Samples used (antithetic pairs count twice)")
+    converged: bool = Field(description="Whether the L2 standard-error target was met before the sample cap")
+    history: list[ConvergenceRecord]
+    self_consistent_changes_thz: list[float] = Field(description="Max |d omega| per self-consistent iteration")
+    n_imaginary_sampled: int = Field(description="Imaginary modes of the sampling force constants")
+    n_floored: int = Field(description="Modes sampled at the soft-mode floor")
+    sampling_notes: list[str]
+    potential_calls: dict[str, int]
+    timings: dict[str, float] = Field(description="Wall seconds per stage")
+
+
+class RelaxationInfo(BaseModel):
+    fmax: float
+    steps: int
+    converged: bool
+    energy_initial: float
+    energy_final: float
+    volume_initial: float
+    volume_final: float
+
+
+class Provenance(BaseModel):
+    code_version: str
+    calculator: str = Field(description="Model folder/name or calculator class")
+    host: str
+    python: str
+    started: str
+
+
+class TDPHResult(BaseModel):
+    """Temperature-dependent phonons of one material (one harmonic reference, several T)."""
+
+    material_id: str
+    formula: str
+    spacegroup: str
+    unitcell: dict = Field(description="pymatgen Structure dict of the (relaxed) unit cell")
+    supercell_matrix: list[list[int]]
+    primitive_matrix: list[list[float]]
+    n_atoms_supercell: int
+    supercell_rule: str = Field(description="Where the supercell matrix came from")
+    relaxation: RelaxationInfo | None
+    max_residual_force: float = Field(description="Largest force on the undistorted supercell (eV/A), subtracted")
+    settings: dict
+    harmonic: PhononSpectrum
+    harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
+    n_harmonic_displacements: int
+    temperatures: list[TemperatureResult]
+    timings: dict[str, float]
+    provenance: Provenance
+
+    def at(self, temperature: float) -> TemperatureResult:
+        for t in self.temperatures:
+            if abs(t.temperature - temperature) < 1e-6:
+                return t
+        raise KeyError(f"no result at {temperature} K")

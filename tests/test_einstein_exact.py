@@ -1,0 +1,82 @@
+"""Exact answer: anharmonic Einstein crystal, Phi_ii = k + 3 lam <u^2>_harmonic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from pymatgen.core import Lattice, Structure
+from scipy import constants as sc
+
+from tdph_workflows.core.sscha import SSCHASettings
+from tdph_workflows.engine import run_temperature_phonons
+from tdph_workflows.output import phonopy_from_result
+
+A = 5.0  # rocksalt cell; every site lies on a cubic grid of spacing A/2
+K = {"Li": 2.0, "I": 3.0}  # eV/A^2
+LAM = {"Li": 20.0, "I": 15.0}  # eV/A^4
+
+
+class GridEinstein(Calculator):
+    """Each atom an independent quartic oscillator around the nearest grid point."""
+
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        pos = self.atoms.positions
+        u = pos - (A / 2) * np.rint(pos / (A / 2))
+        sym = self.atoms.get_chemical_symbols()
+        k = np.array([K[s] for s in sym])[:, None]
+        lam = np.array([LAM[s] for s in sym])[:, None]
+        self.results["energy"] = float((k * u**2 / 2 + lam * u**4 / 4).sum())
+        self.results["forces"] = -(k * u + lam * u**3)
+
+
+def quantum_u2(k: float, mass_amu: float, temperature: float) -> float:
+    """<u^2> (A^2) of one harmonic oscillator component."""
+    m = mass_amu * sc.atomic_mass
+    omega = np.sqrt(k * sc.eV / sc.angstrom**2 / m)
+    coth = 1.0 if temperature == 0 else 1 / np.tanh(sc.hbar * omega / (2 * sc.k * temperature))
+    return sc.hbar / (2 * m * omega) * coth / sc.angstrom**2
+
+
+def shuffled_rocksalt(seed: int) -> Structure:
+    s = Structure.from_spacegroup(225, Lattice.cubic(A), ["Li", "I"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    order = np.random.default_rng(seed).permutation(len(s))
+    return Structure.from_sites([s[i] for i in order])
+
+
+@pytest.mark.parametrize("estimator", ["hessian", "force_fit"])
+@pytest.mark.parametrize("temperature", [5.0, 600.0])
+def test_einstein_onsite_force_constant_is_exact(estimator, temperature):
+    settings = SSCHASettings(estimator=estimator, min_pairs=512, max_pairs=512, seed=3)
+    result = run_temperature_phonons(shuffled_rocksalt(1), GridEinstein(), [temperature], [1, 1, 1], settings)
+    assert result.settings["acoustic_sum_rule"] is None
+    t = result.temperatures[0]
+    ph = phonopy_from_result(result, t.force_constants)
+    fc = np.array(t.force_constants)
+    masses = {"Li": 6.94, "I": 126.90447}
+    for i, sym in enumerate(ph.supercell.symbols):
+        exact = K[sym] + 3 * LAM[sym] * quantum_u2(K[sym], masses[sym], temperature)
+        renorm = exact - K[sym]
+        assert np.allclose(np.diag(fc[i, i]), exact, rtol=0, atol=0.08 * renorm), (sym, np.diag(fc[i, i]), exact)
+        assert np.allclose(fc[i, i] - np.diag(np.diag(fc[i, i])), 0, atol=1e-6)  # cubic site symmetry
+    off = fc.copy()
+    off[np.arange(len(fc)), np.arange(len(fc))] = 0
+    assert np.abs(off).max() < 0.02 * min(K.values())
+    # zero-point motion dominates at 5 K: the answer is far from the classical one (~0)
+    if temperature == 5.0:
+        assert 3 * LAM["Li"] * quantum_u2(K["Li"], masses["Li"], 5.0) > 0.3
+
+
+def test_einstein_classical_limit_matches_equipartition():
+    settings = SSCHASettings(estimator="hessian", quantum=False, min_pairs=512, max_pairs=512, seed=5)
+    result = run_temperature_phonons(shuffled_rocksalt(2), GridEinstein(), [300.0], [1, 1, 1], settings)
+    t = result.temperatures[0]
+    ph = phonopy_from_result(result, t.force_constants)
+    fc = np.array(t.force_constants)
+    kt = sc.k * 300 / sc.eV  # eV
+    for i, sym in enumerate(ph.supercell.symbols):
+        exact = K[sym] + 3 * LAM[sym] * kt / K[sym]
+        assert np.allclose(np.diag(fc[i, i]), exact, atol=0.08 * (exact - K[sym]))
