@@ -85,10 +85,10 @@ def run(
     max_samples: Annotated[int, typer.Option(help="Cap on samples per temperature")] = 512,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("tdph_out"),
-    threads: Annotated[int, typer.Option(help="torch threads (1 is fastest per worker on CPU)")] = 1,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: TDPH_TORCH_THREADS or 1)")] = None,
 ) -> None:
     """Harmonic and temperature-renormalized phonons of one material."""
-    os.environ.setdefault("TDPH_TORCH_THREADS", str(threads))
+    os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
     from .calculators import CalculatorError, ModelError
     from .core.sscha import SSCHASettings
     from .engine import run_temperature_phonons
@@ -96,10 +96,14 @@ def run(
     from .output import write_outputs
 
     obj, name = _structure_arg(structure)
-    smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
     try:
+        smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
+        if smat is not None and len(smat) not in (3, 9):
+            raise ValueError(f"--supercell needs 3 or 9 integers, got {supercell!r}")
+        max_pairs = max(2, max_samples // 2)
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
-                                 max_pairs=max(1, max_samples // 2), seed=seed)
+                                 min_pairs=min(16, max_pairs), n_groups=min(8, max_pairs), max_pairs=max_pairs,
+                                 seed=seed)
         t0 = time.perf_counter()
         with console.status("starting") as status:
             result = run_temperature_phonons(obj, calculator, temperature, smat, settings, relax=relax,

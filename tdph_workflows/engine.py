@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import socket
 import time
@@ -11,7 +12,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import seekpath
 import spglib
 from ase import Atoms
 from ase.calculators.calculator import Calculator
@@ -40,9 +40,9 @@ StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
 
 def _spectrum(phonon: Phonopy, fc: np.ndarray, with_bands: bool = True) -> PhononSpectrum:
     freqs = phonons.commensurate_frequencies(phonon, fc)
-    path = seekpath.get_path(phonon.primitive.totuple())
-    labels = sorted(set(lbl for seg in path["path"] for lbl in seg))
-    qpts = np.array([path["point_coords"][lbl] for lbl in labels])
+    points, path = phonons.special_points(phonon.primitive)
+    labels = sorted({lbl for seg in path for lbl in seg})
+    qpts = np.array([points[lbl] for lbl in labels])
     special, _ = phonons.frequencies_and_vectors(phonon, fc, qpts)
     return PhononSpectrum(
         commensurate_frequencies=freqs.tolist(),
@@ -117,7 +117,8 @@ def run_temperature_phonons(
     t_all = time.perf_counter()
     settings = settings or SSCHASettings()
     if settings.estimator == "hessian" and settings.min_pairs == SSCHASettings.min_pairs:
-        settings = replace(settings, min_pairs=4, n_groups=4, max_pairs=min(settings.max_pairs, 32))
+        n_groups = 4 if settings.n_groups == SSCHASettings.n_groups else settings.n_groups
+        settings = replace(settings, min_pairs=n_groups, n_groups=n_groups, max_pairs=min(settings.max_pairs, 32))
     temps = [float(t) for t in temperatures]
     if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
         raise InputError(f"temperatures must be finite and >= 0 K, got {temperatures}")
@@ -199,6 +200,7 @@ def run_temperature_phonons(
                 converged=outcome.converged,
                 history=[ConvergenceRecord(**asdict(h)) for h in outcome.history],
                 self_consistent_changes_thz=outcome.sc_iterations,
+                self_consistent_converged=outcome.sc_converged,
                 n_imaginary_sampled=outcome.n_imaginary_sampled,
                 n_floored=outcome.n_floored,
                 sampling_notes=outcome.policy_notes,
@@ -213,7 +215,7 @@ def run_temperature_phonons(
         material_id=material_id,
         formula=formula,
         spacegroup=f"{engine.symmetry.spacegroup} ({engine.symmetry.spacegroup_number})",
-        unitcell=Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).as_dict(),
+        unitcell=json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json()),
         supercell_matrix=np.asarray(smat, int).tolist(),
         primitive_matrix=np.asarray(phonon.primitive_matrix, float).tolist(),
         n_atoms_supercell=len(supercell),

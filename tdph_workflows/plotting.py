@@ -29,7 +29,7 @@ def _decorate(ax, bands: dict) -> None:
             ticks.append(dist[0])
             labels.append(next(lbl, ""))
         end_label = next(lbl, "")
-        if k < len(bands["path_connections"]) and not bands["path_connections"][k]:
+        if k + 1 < len(bands["distances"]) and not bands["path_connections"][k]:
             end_label = f"{end_label}|{next(lbl, '')}"
         ticks.append(dist[-1])
         labels.append(end_label)

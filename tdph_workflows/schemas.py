@@ -52,6 +52,7 @@ class TemperatureResult(BaseModel):
     converged: bool = Field(description="Whether the L2 standard-error target was met before the sample cap")
     history: list[ConvergenceRecord]
     self_consistent_changes_thz: list[float] = Field(description="Max |d omega| per self-consistent iteration")
+    self_consistent_converged: bool | None = Field(None, description="None unless self-consistent")
     n_imaginary_sampled: int = Field(description="Imaginary modes of the sampling force constants")
     n_floored: int = Field(description="Modes sampled at the soft-mode floor")
     sampling_notes: list[str]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from phonopy import Phonopy
 from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
-from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
+import seekpath
 from phonopy.structure.atoms import PhonopyAtoms
 
 from .sampling import is_translation_invariant
@@ -115,9 +115,33 @@ def commensurate_frequencies(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
     return freqs[mask]
 
 
+def special_points(primitive: PhonopyAtoms) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """seekpath's high-symmetry points in the basis of *our* primitive cell, and its path.
+
+    seekpath standardizes (and may rotate) the cell; its coordinates are mapped
+    back through its rotation matrix, unlike phonopy's helper which uses them
+    as-is (wrong labels for a non-standard setting, e.g. tetragonal c along x).
+    """
+    p = seekpath.get_path(primitive.totuple())
+    rec = np.asarray(p["reciprocal_primitive_lattice"])
+    rot = np.asarray(p["rotation_matrix"])
+    cell = np.asarray(primitive.cell)
+    points = {
+        label: rot.T @ (np.asarray(q) @ rec) @ cell.T / (2 * np.pi) for label, q in p["point_coords"].items()
+    }
+    return points, [tuple(seg) for seg in p["path"]]
+
+
 def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51) -> dict:
     """Dispersion along seekpath's standard path for the primitive cell."""
-    qpts, labels, connections = get_band_qpoints_by_seekpath(phonon.primitive, npoints)
+    points, path = special_points(phonon.primitive)
+    qpts = [np.linspace(points[a], points[b], npoints) for a, b in path]
+    connections = [path[k][1] == path[k + 1][0] for k in range(len(path) - 1)] + [False]
+    labels = [path[0][0]]
+    for k, (_, end) in enumerate(path):
+        labels.append(end)
+        if not connections[k] and k + 1 < len(path):
+            labels.append(path[k + 1][0])
     ph = with_force_constants(phonon, fc)
     ph.run_band_structure(qpts, path_connections=connections, labels=labels)
     d = ph.get_band_structure_dict()
@@ -126,7 +150,7 @@ def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51) -> dict:
         "distances": [np.asarray(s).tolist() for s in d["distances"]],
         "frequencies": [np.asarray(s).tolist() for s in d["frequencies"]],
         "labels": [str(x) for x in labels],
-        "path_connections": [bool(c) for c in connections],
+        "path_connections": connections,
     }
 
 

@@ -47,7 +47,9 @@ class SSCHASettings:
     n_groups
         Jackknife groups (pairs are dealt round-robin).
     self_consistent, sc_tolerance_thz, sc_max_iterations
-        Resample from Phi(T) until the largest frequency change is below the tolerance.
+        Resample from Phi(T) until the largest frequency change is below the
+        tolerance, or the L2 shift changes by less than twice its combined
+        standard error between iterations (the noise floor).
     acoustic_sum_rule
         None: impose it when the harmonic force constants obey it.
     """
@@ -105,6 +107,7 @@ class TemperatureOutcome:
     converged: bool
     history: list[ConvergenceStep]
     sc_iterations: list[float] = field(default_factory=list)  # max |d omega| per SC iteration (THz)
+    sc_converged: bool | None = None  # None when not self-consistent
     n_imaginary_sampled: int = 0
     n_floored: int = 0
     policy_notes: list[str] = field(default_factory=list)
@@ -198,6 +201,10 @@ class OneShotSSCHA:
         acc = self._accumulator()
         history: list[ConvergenceStep] = []
         batch = s.min_pairs
+        if isinstance(acc, ForceRegression) and not acc.uses_symfc:
+            # plain least squares: each pair adds one direction; every jackknife subset needs rank 3N
+            batch = max(batch, int(np.ceil(3 * len(self.masses) * s.n_groups / (s.n_groups - 1))) + s.n_groups)
+        max_pairs = max(s.max_pairs, batch)
         n_pairs = 0
         while True:
             t0 = time.perf_counter()
@@ -221,9 +228,9 @@ class OneShotSSCHA:
             history.append(ConvergenceStep(2 * n_pairs, l2, se))
             self.progress(f"T={temperature:g} K: {2 * n_pairs} samples, L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
             converged = se <= max(s.target_abs, s.target_rel * abs(l2))
-            if converged or n_pairs >= s.max_pairs:
+            if converged or n_pairs >= max_pairs:
                 break
-            batch = min(n_pairs, s.max_pairs - n_pairs)
+            batch = min(n_pairs, max_pairs - n_pairs)
         errors = {
             key: (
                 jackknife([o[key] for o in jk])
@@ -242,7 +249,8 @@ class OneShotSSCHA:
         t_start = time.perf_counter()
         fc_sampling = self.fc_harmonic
         sc_changes: list[float] = []
-        freqs_prev = self.freqs_harmonic
+        freqs_prev, l2_prev, se_prev = self.freqs_harmonic, None, None
+        sc_converged = None if not s.self_consistent else False
         n_iter = s.sc_max_iterations if s.self_consistent else 1
         for _ in range(n_iter):
             fc, obs, l2, se, converged, history, errors, modes = self._sample_at(fc_sampling, temperature, rng, timings)
@@ -251,9 +259,13 @@ class OneShotSSCHA:
             change = float(np.abs(obs["freqs"] - freqs_prev).max())
             sc_changes.append(change)
             self.progress(f"T={temperature:g} K: self-consistent step {len(sc_changes)}, max |d omega| {change:.3f} THz")
-            if change < s.sc_tolerance_thz:
+            # converged, or the L2 shift no longer moves beyond its statistical noise
+            if change < s.sc_tolerance_thz or (
+                l2_prev is not None and abs(l2 - l2_prev) < 2 * np.hypot(se, se_prev)
+            ):
+                sc_converged = True
                 break
-            fc_sampling, freqs_prev = fc, obs["freqs"]
+            fc_sampling, freqs_prev, l2_prev, se_prev = fc, obs["freqs"], l2, se
         timings["total"] = time.perf_counter() - t_start
         return TemperatureOutcome(
             temperature=temperature,
@@ -271,6 +283,7 @@ class OneShotSSCHA:
             converged=converged,
             history=history,
             sc_iterations=sc_changes,
+            sc_converged=sc_converged,
             n_imaginary_sampled=modes.n_imaginary,
             n_floored=modes.n_floored,
             policy_notes=modes.notes,

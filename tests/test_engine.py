@@ -1,0 +1,100 @@
+"""The whole engine on cheap EMT materials: interfaces, outputs, orderings, estimators."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import phonopy
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from pymatgen.core import Lattice, Structure
+from typer.testing import CliRunner
+
+from tdph_workflows.cli import app
+from tdph_workflows.core.sscha import SSCHASettings
+from tdph_workflows.engine import run_temperature_phonons
+from tdph_workflows.output import write_outputs
+from tdph_workflows.schemas import TDPHResult
+
+
+def cu3au(order=None) -> Structure:
+    s = Structure.from_spacegroup(221, Lattice.cubic(3.75), ["Au", "Cu"], [[0, 0, 0], [0, 0.5, 0.5]])
+    return Structure.from_sites([s[i] for i in order]) if order is not None else s
+
+
+@pytest.fixture(scope="module")
+def al_result():
+    return run_temperature_phonons(bulk("Al", "fcc", a=4.05), EMT(), [100.0, 300.0, 600.0], [3, 3, 3])
+
+
+def test_result_document_round_trips_and_files_reload(al_result, tmp_path):
+    again = TDPHResult.model_validate_json(al_result.model_dump_json())
+    assert again == al_result
+    files = write_outputs(al_result, tmp_path)
+    doc = json.loads(files["result"].read_text())
+    assert doc["temperatures"][1]["temperature"] == 300.0 and doc["harmonic_force_constants"] is None
+    ph = phonopy.load(files["300K"], is_compact_fc=False, log_level=0)
+    assert np.allclose(ph.force_constants, np.array(al_result.at(300.0).force_constants), atol=1e-10)
+    ph.run_qpoints([[0.5, 0.5, 0.0]])
+    ref = al_result.at(300.0).spectrum.special_points
+    assert any(np.allclose(ph.get_qpoints_dict()["frequencies"][0], f, atol=1e-6) for f in ref.values())
+    assert files["plot"].stat().st_size > 10_000
+
+
+def test_temperatures_share_one_harmonic_step_and_shift_grows(al_result):
+    shifts = [t.l2_shift for t in al_result.temperatures]
+    assert shifts[0] < shifts[1] < shifts[2]
+    assert all(t.converged for t in al_result.temperatures)
+    for t in al_result.temperatures:
+        assert t.l2_stderr <= max(0.005, 0.03 * t.l2_shift) + 1e-12
+        assert t.history[-1].n_samples == t.n_samples and t.potential_calls["forces"] >= t.n_samples
+        assert t.r_full_robust > 0 and t.r_onsite_max > 0 and len(t.sites) == 1
+        assert t.sites[0].wyckoff == "a" and t.sites[0].element == "Al"
+
+
+def test_estimators_agree_within_error_bars():
+    al = bulk("Al", "fcc", a=4.05)
+    fit = run_temperature_phonons(al, EMT(), [600.0], [2, 2, 2], SSCHASettings(seed=1)).at(600.0)
+    hes = run_temperature_phonons(al, EMT(), [600.0], [2, 2, 2], SSCHASettings(estimator="hessian", seed=2)).at(600.0)
+    assert fit.potential_calls["hessians"] == 0 and hes.potential_calls["hessians"] == hes.n_samples
+    assert abs(fit.l2_shift - hes.l2_shift) < 3 * np.hypot(fit.l2_stderr, hes.l2_stderr)
+
+
+def test_atom_order_of_the_input_does_not_change_the_physics():
+    a = run_temperature_phonons(cu3au(), EMT(), [300.0], [2, 2, 2], SSCHASettings(min_pairs=256, max_pairs=256))
+    b = run_temperature_phonons(cu3au([3, 1, 0, 2]), EMT(), [300.0], [2, 2, 2], SSCHASettings(min_pairs=256, max_pairs=256))
+    assert np.allclose(sorted(a.harmonic.commensurate_frequencies), sorted(b.harmonic.commensurate_frequencies), atol=1e-8)
+    ta, tb = a.at(300.0), b.at(300.0)
+    assert abs(ta.l2_shift - tb.l2_shift) < 3 * np.hypot(ta.l2_stderr, tb.l2_stderr)
+    by_elem = lambda t: {s.element: s.r_onsite for s in t.sites}  # noqa: E731
+    ra, rb = by_elem(ta), by_elem(tb)
+    se = max(s.r_onsite_stderr for s in ta.sites + tb.sites)
+    for el in ("Au", "Cu"):
+        assert abs(ra[el] - rb[el]) < 4 * se + 1e-3
+    # the light and heavy species renormalize differently: a swapped mapping would show
+    assert abs(ra["Au"] - ra["Cu"]) > 4 * se
+
+
+def test_self_consistent_reports_iterations():
+    r = run_temperature_phonons(bulk("Cu", "fcc", a=3.61), EMT(), [800.0], [2, 2, 2],
+                                SSCHASettings(self_consistent=True, sc_max_iterations=4))
+    t = r.at(800.0)
+    assert 1 <= len(t.self_consistent_changes_thz) <= 4
+    assert t.self_consistent_converged is not None
+    one_shot = run_temperature_phonons(bulk("Cu", "fcc", a=3.61), EMT(), [800.0], [2, 2, 2]).at(800.0)
+    # stiffening lowers the amplitudes, so the self-consistent shift is not larger
+    assert t.l2_shift < one_shot.l2_shift + 3 * np.hypot(t.l2_stderr, one_shot.l2_stderr)
+
+
+def test_cli_run_writes_outputs(tmp_path):
+    cif = tmp_path / "Al.cif"
+    Structure.from_spacegroup(225, Lattice.cubic(4.05), ["Al"], [[0, 0, 0]]).to(filename=str(cif))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(cif), "--calculator", "emt", "-T", "300", "-T", "500",
+                                   "--supercell", "1 1 1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "L2 shift" in res.output and "R_onsite" in res.output
+    for name in ("result.json", "phonopy_harmonic.yaml", "phonopy_300K.yaml", "phonopy_500K.yaml", "dispersion.png"):
+        assert (out / name).exists(), name
