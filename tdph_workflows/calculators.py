@@ -41,17 +41,21 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).parent.exists()
 
 
-@functools.lru_cache(maxsize=4)
 def load_potential(spec: str | None = None, dtype: str = "float32"):
     """Load a matgl potential by folder or hub name; cached per process.
 
     A folder must hold model.json, model.pt and state.pt: matgl silently falls
-    back to the network for a mistyped path, which we never allow.
+    back to the network for a mistyped path, which we never allow. The cache is
+    keyed by the resolved spec, so a later change of ``TDPH_MODEL`` is honoured.
     """
+    return _load_potential(spec or model_spec(), dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_potential(spec: str, dtype: str):
     import matgl
     import torch
 
-    spec = spec or model_spec()
     path = Path(spec).expanduser()
     if path.is_dir():
         missing = [f for f in MODEL_FILES if not (path / f).is_file()]
@@ -72,16 +76,28 @@ def load_potential(spec: str | None = None, dtype: str = "float32"):
         raise ModelError(f"{spec!r} is not a matgl interatomic potential")
     if dtype == "float64":
         pot = pot.double()
-    torch_threads = os.environ.get("TDPH_TORCH_THREADS")
-    if torch_threads:
-        torch.set_num_threads(int(torch_threads))
     return pot
+
+
+def apply_torch_threads() -> None:
+    """``TDPH_TORCH_THREADS`` (1 is fastest per worker on CPU) applied on every resolve, not only the first load."""
+    threads = os.environ.get("TDPH_TORCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+load_potential.cache_clear = _load_potential.cache_clear  # type: ignore[attr-defined]
+load_potential.cache_info = _load_potential.cache_info  # type: ignore[attr-defined]
 
 
 def matgl_calculator(spec: str | None = None) -> Calculator:
     from matgl.ext.ase import PESCalculator
 
-    return PESCalculator(load_potential(spec), stress_unit="eV/A3")
+    pot = load_potential(spec)
+    apply_torch_threads()
+    return PESCalculator(pot, stress_unit="eV/A3")
 
 
 def resolve_calculator(spec: str | None = None) -> Calculator:
@@ -133,14 +149,21 @@ class ForceModel:
     """
 
     def __init__(self, calc: Calculator, template: Atoms, material: str = "material",
-                 batch_size: int = 16, fd_step: float = 0.005) -> None:
+                 batch_size: int | None = None, fd_step: float = 0.005) -> None:
         self.calc = calc
         self.template = template.copy()
         self.material = material
-        self.batch_size = batch_size
         self.fd_step = fd_step
         self.matgl = is_matgl(calc)
+        self.batch_size = batch_size or self._default_batch_size()
         check_elements(calc, template, material)
+
+    def _default_batch_size(self) -> int:
+        """Measured (benchmarks/bench_forces.py): on CPU one graph per call is fastest
+        (batches of 4 cost 1.7x per structure); batches pay off on a GPU."""
+        if not self.matgl:
+            return 1
+        return 1 if self.calc.potential.data_mean.device.type == "cpu" else 16
 
     # forces ------------------------------------------------------------------
     def forces(self, positions: np.ndarray) -> np.ndarray:
@@ -194,18 +217,17 @@ class ForceModel:
         return 0.5 * (h + h.T)
 
     def _matgl_hessian(self, positions: np.ndarray) -> np.ndarray:
-        pot = self.calc.potential
-        atoms = self._atoms_at(positions)
-        flag = pot.calc_hessian
-        pot.calc_hessian = True
-        try:
-            from matgl.ext.ase import PESCalculator
+        import torch
 
-            calc = PESCalculator(pot, stress_unit="eV/A3")
-            calc.calculate(atoms, properties=["energy", "forces"])
-            return np.array(calc.results["hessian"])
+        pot = self.calc.potential
+        g, lat, state = self.calc._atoms2graph.get_graph(self._atoms_at(positions))
+        lat = torch.as_tensor(np.asarray(lat), dtype=torch.float32).reshape(1, 3, 3)
+        flags = (pot.calc_stresses, pot.calc_hessian)
+        pot.calc_stresses, pot.calc_hessian = False, True
+        try:
+            return pot(g, lat, torch.as_tensor(np.asarray(state), dtype=torch.float32))[3].detach().cpu().numpy()
         finally:
-            pot.calc_hessian = flag
+            pot.calc_stresses, pot.calc_hessian = flags
 
     def fd_hessian(self, positions: np.ndarray) -> np.ndarray:
         """Central finite differences: H_ij = -(F_i(x+h e_j) - F_i(x-h e_j)) / 2h."""

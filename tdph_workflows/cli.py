@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -53,14 +54,20 @@ def _summary(result) -> None:
             f"{t.spectrum.min_frequency:.2f}",
         )
     console.print(table)
-    pts = Table(title="Frequencies at high-symmetry points (THz; negative = imaginary), lowest three")
+    pts = Table(title="Lowest frequencies at high-symmetry points (THz; negative = imaginary; Γ without acoustic)")
     pts.add_column("point")
     pts.add_column("harmonic")
     for t in result.temperatures:
         pts.add_column(f"{t.temperature:g} K")
+    def lowest(label: str, freqs: list[float]) -> str:
+        if label == "Γ":  # leave out the three acoustic modes (closest to zero)
+            drop = set(np.argsort(np.abs(freqs))[:3].tolist())
+            freqs = [f for k, f in enumerate(freqs) if k not in drop]
+        return " ".join(f"{f:6.2f}" for f in freqs[:3])
+
     for label, freqs in h.special_points.items():
-        row = [label, " ".join(f"{f:6.2f}" for f in freqs[:3])]
-        row += [" ".join(f"{f:6.2f}" for f in t.spectrum.special_points[label][:3]) for t in result.temperatures]
+        row = [label, lowest(label, freqs)]
+        row += [lowest(label, t.spectrum.special_points[label]) for t in result.temperatures]
         pts.add_row(*row)
     console.print(pts)
     for t in result.temperatures:

@@ -20,7 +20,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Lattice, Structure
 
 from . import __version__
-from .calculators import ForceModel, model_spec, resolve_calculator
+from .calculators import ForceModel, check_elements, model_spec, resolve_calculator
 from .core import phonons
 from .core.sscha import OneShotSSCHA, SSCHASettings, TemperatureOutcome
 from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
@@ -127,6 +127,7 @@ def run_temperature_phonons(
     material_id = material_id or formula
     calc = resolve_calculator(calculator) if calculator is None or isinstance(calculator, str) else calculator
     calc_name = calculator if isinstance(calculator, str) else (model_spec() if calculator is None else type(calc).__name__)
+    check_elements(calc, phonopy_to_ase(unitcell), material_id)
     timings: dict[str, float] = {}
 
     relaxation = None

@@ -99,6 +99,16 @@ class TDPHResult(BaseModel):
     timings: dict[str, float]
     provenance: Provenance
 
+    def as_dict(self) -> dict:
+        """MSONable form (monty's MontyEncoder / jobflow stores)."""
+        d = self.model_dump(mode="json")
+        d.update({"@module": type(self).__module__, "@class": type(self).__name__})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TDPHResult:
+        return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
+
     def at(self, temperature: float) -> TemperatureResult:
         for t in self.temperatures:
             if abs(t.temperature - temperature) < 1e-6:

@@ -8,6 +8,7 @@ import numpy as np
 import phonopy
 import pytest
 from ase.build import bulk
+from monty.json import MontyDecoder, MontyEncoder
 from ase.calculators.emt import EMT
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
@@ -32,6 +33,7 @@ def al_result():
 def test_result_document_round_trips_and_files_reload(al_result, tmp_path):
     again = TDPHResult.model_validate_json(al_result.model_dump_json())
     assert again == al_result
+    assert json.loads(json.dumps(al_result, cls=MontyEncoder), cls=MontyDecoder) == al_result
     files = write_outputs(al_result, tmp_path)
     doc = json.loads(files["result"].read_text())
     assert doc["temperatures"][1]["temperature"] == 300.0 and doc["harmonic_force_constants"] is None

@@ -65,29 +65,42 @@ def supercell_symmetry(cell: np.ndarray, frac: np.ndarray, numbers: np.ndarray, 
     return SupercellSymmetry(t_perm, p_perm, rot_cart, data.international, int(data.number))
 
 
-def _translation_average(fc: np.ndarray, t_perm: np.ndarray) -> np.ndarray:
-    n = fc.shape[0]
-    # one representative atom per translation orbit
-    orbit_rep = t_perm.min(axis=0)
-    reps = np.unique(orbit_rep)
-    rows = t_perm[:, reps]  # (n_t, n_rep)
-    compact = fc[rows[:, :, None], t_perm[:, None, :]].mean(axis=0)  # (n_rep, N, 3, 3)
-    out = np.empty_like(fc)
+def _translation_orbits(t_perm: np.ndarray) -> np.ndarray:
+    """(n_t, n_rep): image of each orbit representative under every translation."""
+    reps = np.unique(t_perm.min(axis=0))  # smallest index of each orbit
+    return t_perm[:, reps]
+
+
+def _expand(compact: np.ndarray, t_perm: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Full translation-invariant matrix from its representative rows."""
+    n = t_perm.shape[1]
+    out = np.empty((n, n, 3, 3))
     out[rows[:, :, None], t_perm[:, None, :]] = compact[None]
-    assert out.shape[0] == n
     return out
 
 
 def space_group_average(fc: np.ndarray, sym: SupercellSymmetry) -> np.ndarray:
-    """Average force constants over all space-group images of every atom pair."""
+    """Average force constants over all space-group images of every atom pair.
+
+    With T normal in G, avg_G = avg_P o avg_T over point-group coset
+    representatives P, and the result is translation invariant, so the
+    point-group pass only touches the rows of one atom per translation orbit.
+    """
     fc = np.asarray(fc, float)
-    acc = np.zeros_like(fc)
+    t_perm = sym.translations_perm
+    rows = _translation_orbits(t_perm)
+    compact_t = fc[rows[:, :, None], t_perm[:, None, :]].mean(axis=0)  # (n_rep, N, 3, 3)
+    fc_t = _expand(compact_t, t_perm, rows)
+    reps = rows[0]
+    n_rep, n = len(reps), len(fc)
+    acc = np.zeros((n_rep * n, 9))
     for perm, r in zip(sym.point_perm, sym.point_rot_cart, strict=True):
         inv = np.empty_like(perm)
         inv[perm] = np.arange(len(perm))
-        acc += np.einsum("ab,ijbc,dc->ijad", r, fc[inv][:, inv], r, optimize=True)
+        block = fc_t[inv[reps]][:, inv].reshape(-1, 9)
+        acc += block @ np.kron(r, r).T  # vec(R X R^T) = (R kron R) vec(X)
     acc /= len(sym.point_perm)
-    return _translation_average(acc, sym.translations_perm)
+    return _expand(acc.reshape(n_rep, n, 3, 3), t_perm, rows)
 
 
 def symmetrize(fc: np.ndarray, sym: SupercellSymmetry | None, acoustic_sum_rule: bool) -> np.ndarray:

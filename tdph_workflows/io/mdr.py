@@ -67,11 +67,20 @@ def _parse_matrix(text: str, key: str) -> np.ndarray | None:
     return np.array(vals).reshape(3, 3)
 
 
+_MP_ID = re.compile(r"(?<![A-Za-z0-9])mp-\d+")
+
+
 def _material_id(path: Path) -> str:
-    m = re.search(r"mp-\d+", str(path)) or re.search(r"materials-id-(\d+)", path.name)
-    if m is None:
-        return path.name.split(".")[0]
-    return m.group(0) if m.group(0).startswith("mp-") else f"mp-{m.group(1)}"
+    """The entry's own name first (``materials-id-<n>-...`` or ``mp-<n>...``), then the
+    nearest parent folder with an id; never a stray ``mp-<digits>`` such as ``tmp-2024``."""
+    m = re.search(r"materials-id-(\d+)", path.name)
+    if m:
+        return f"mp-{m.group(1)}"
+    for part in (path.name, *(parent.name for parent in path.parents)):
+        m = _MP_ID.search(part)
+        if m:
+            return m.group(0)
+    return path.name.split(".")[0]
 
 
 def _load_folder(folder: Path, material_id: str) -> Phonopy:

@@ -48,11 +48,14 @@ def to_phonopy_atoms(structure: Structure | Atoms | PhonopyAtoms, name: str | No
     dmin = structure.distance_matrix[np.triu_indices(len(structure), 1)].min() if len(structure) > 1 else np.inf
     if dmin < 0.5:
         raise InputError(f"{name}: atoms {dmin:.2f} A apart; overlapping sites")
-    return PhonopyAtoms(
-        symbols=[site.specie.symbol for site in structure],
-        cell=structure.lattice.matrix,
-        scaled_positions=structure.frac_coords,
-    )
+    try:
+        return PhonopyAtoms(
+            symbols=[site.specie.symbol for site in structure],
+            cell=structure.lattice.matrix,
+            scaled_positions=structure.frac_coords,
+        )
+    except RuntimeError as exc:  # phonopy has no mass for Po, At, Rn, Fr, Ra, Pu and heavier
+        raise InputError(f"{name}: element without a known atomic mass, not supported ({exc})") from exc
 
 
 def phonopy_to_ase(atoms: PhonopyAtoms) -> Atoms:
