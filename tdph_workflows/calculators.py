@@ -54,7 +54,6 @@ def load_potential(spec: str | None = None, dtype: str = "float32"):
 @functools.lru_cache(maxsize=4)
 def _load_potential(spec: str, dtype: str):
     import matgl
-    import torch
 
     path = Path(spec).expanduser()
     if path.is_dir():

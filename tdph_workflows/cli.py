@@ -90,6 +90,7 @@ def run(
     classical: Annotated[bool, typer.Option("--classical", help="Classical instead of quantum covariance")] = False,
     relax: Annotated[bool, typer.Option("--relax", help="Relax positions and cell with the potential first")] = False,
     max_samples: Annotated[int, typer.Option(help="Cap on samples per temperature")] = 512,
+    soft_mode_floor: Annotated[float, typer.Option(help="Lowest sampling frequency (THz) of any mode")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("tdph_out"),
     threads: Annotated[int | None, typer.Option(help="torch threads (default: TDPH_TORCH_THREADS or 1)")] = None,
@@ -110,7 +111,7 @@ def run(
         max_pairs = max(2, max_samples // 2)
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
                                  min_pairs=min(16, max_pairs), n_groups=min(8, max_pairs), max_pairs=max_pairs,
-                                 seed=seed)
+                                 soft_mode_floor_thz=soft_mode_floor, seed=seed)
         t0 = time.perf_counter()
         with console.status("starting") as status:
             result = run_temperature_phonons(obj, calculator, temperature, smat, settings, relax=relax,

@@ -204,6 +204,7 @@ def run_temperature_phonons(
                 self_consistent_converged=outcome.sc_converged,
                 n_imaginary_sampled=outcome.n_imaginary_sampled,
                 n_floored=outcome.n_floored,
+                max_rms_displacement=outcome.max_rms_displacement,
                 sampling_notes=outcome.policy_notes,
                 potential_calls=outcome.potential_calls,
                 timings=outcome.timings,

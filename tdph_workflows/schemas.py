@@ -55,6 +55,7 @@ class TemperatureResult(BaseModel):
     self_consistent_converged: bool | None = Field(None, description="None unless self-consistent")
     n_imaginary_sampled: int = Field(description="Imaginary modes of the sampling force constants")
     n_floored: int = Field(description="Modes sampled at the soft-mode floor")
+    max_rms_displacement: float = Field(description="Largest per-atom rms displacement of the samples (A)")
     sampling_notes: list[str]
     potential_calls: dict[str, int]
     timings: dict[str, float] = Field(description="Wall seconds per stage")

@@ -26,6 +26,10 @@ HessianFn = Callable[[np.ndarray], np.ndarray]
 """positions (N, 3) -> Hessian (3N, 3N) in eV/A^2."""
 Progress = Callable[[str], None]
 
+# Per-atom rms displacement beyond which samples leave the regime a harmonic reference
+# describes (Lindemann-like: ~10 % of a 2.5 A bond); flagged on the result, not fatal.
+LARGE_RMS_DISPLACEMENT = 0.25
+
 
 @dataclass(frozen=True)
 class SSCHASettings:
@@ -47,9 +51,9 @@ class SSCHASettings:
     n_groups
         Jackknife groups (pairs are dealt round-robin).
     self_consistent, sc_tolerance_thz, sc_max_iterations
-        Resample from Phi(T) until the largest frequency change is below the
-        tolerance, or the L2 shift changes by less than twice its combined
-        standard error between iterations (the noise floor).
+        Resample from Phi(T) until every commensurate frequency changes by less
+        than the tolerance or than 2.5 combined jackknife standard errors (the
+        noise floor) between iterations.
     acoustic_sum_rule
         None: impose it when the harmonic force constants obey it.
     """
@@ -110,6 +114,7 @@ class TemperatureOutcome:
     sc_converged: bool | None = None  # None when not self-consistent
     n_imaginary_sampled: int = 0
     n_floored: int = 0
+    max_rms_displacement: float = 0.0  # largest per-atom rms sampled displacement (A)
     policy_notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     potential_calls: dict[str, int] = field(default_factory=dict)
@@ -205,10 +210,12 @@ class OneShotSSCHA:
             # plain least squares: each pair adds one direction; every jackknife subset needs rank 3N
             batch = max(batch, int(np.ceil(3 * len(self.masses) * s.n_groups / (s.n_groups - 1))) + s.n_groups)
         max_pairs = max(s.max_pairs, batch)
+        sum_u2 = np.zeros(len(self.masses))
         n_pairs = 0
         while True:
             t0 = time.perf_counter()
             u = sample_displacements(modes, temperature, batch, rng, s.quantum)
+            sum_u2 += (u**2).sum(axis=(0, 2))
             timings["sampling"] = timings.get("sampling", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             if s.estimator == "hessian":
@@ -239,7 +246,11 @@ class OneShotSSCHA:
             )
             for key in ("r_full", "r_full_robust", "r_onsite")
         }
-        return fc, obs, l2, se, converged, history, errors, modes
+        jk_freqs = np.array([o["freqs"] for o in jk])
+        g = len(jk_freqs)
+        obs["freqs_stderr"] = np.sqrt((g - 1) / g * ((jk_freqs - jk_freqs.mean(axis=0)) ** 2).sum(axis=0))
+        rms = float(np.sqrt(sum_u2.max() / (2 * n_pairs)))
+        return fc, obs, l2, se, converged, history, errors, modes, rms
 
     def run_temperature(self, temperature: float) -> TemperatureOutcome:
         s = self.settings
@@ -249,24 +260,32 @@ class OneShotSSCHA:
         t_start = time.perf_counter()
         fc_sampling = self.fc_harmonic
         sc_changes: list[float] = []
-        freqs_prev, l2_prev, se_prev = self.freqs_harmonic, None, None
+        freqs_prev, freqs_prev_se = self.freqs_harmonic, np.zeros_like(self.freqs_harmonic)
         sc_converged = None if not s.self_consistent else False
         n_iter = s.sc_max_iterations if s.self_consistent else 1
         for _ in range(n_iter):
-            fc, obs, l2, se, converged, history, errors, modes = self._sample_at(fc_sampling, temperature, rng, timings)
+            fc, obs, l2, se, converged, history, errors, modes, rms = self._sample_at(
+                fc_sampling, temperature, rng, timings
+            )
             if not s.self_consistent:
                 break
-            change = float(np.abs(obs["freqs"] - freqs_prev).max())
+            delta = np.abs(obs["freqs"] - freqs_prev)
+            change = float(delta.max())
             sc_changes.append(change)
             self.progress(f"T={temperature:g} K: self-consistent step {len(sc_changes)}, max |d omega| {change:.3f} THz")
-            # converged, or the L2 shift no longer moves beyond its statistical noise
-            if change < s.sc_tolerance_thz or (
-                l2_prev is not None and abs(l2 - l2_prev) < 2 * np.hypot(se, se_prev)
-            ):
+            # every frequency moved less than the tolerance or than its own statistical noise
+            noise = 2.5 * np.hypot(obs["freqs_stderr"], freqs_prev_se)
+            if np.all(delta < np.maximum(s.sc_tolerance_thz, noise)):
                 sc_converged = True
                 break
-            fc_sampling, freqs_prev, l2_prev, se_prev = fc, obs["freqs"], l2, se
+            fc_sampling, freqs_prev, freqs_prev_se = fc, obs["freqs"], obs["freqs_stderr"]
         timings["total"] = time.perf_counter() - t_start
+        notes = list(modes.notes)
+        if rms > LARGE_RMS_DISPLACEMENT:
+            notes.append(
+                f"large thermal displacements (rms up to {rms:.2f} A): the harmonic reference is very soft or "
+                "unstable, so Phi(T) is qualitative; relax with the potential or use --self-consistent"
+            )
         return TemperatureOutcome(
             temperature=temperature,
             force_constants=fc,
@@ -286,7 +305,8 @@ class OneShotSSCHA:
             sc_converged=sc_converged,
             n_imaginary_sampled=modes.n_imaginary,
             n_floored=modes.n_floored,
-            policy_notes=modes.notes,
+            max_rms_displacement=rms,
+            policy_notes=notes,
             timings=timings,
             potential_calls={k: self.calls[k] - calls0[k] for k in self.calls},
         )
