@@ -75,6 +75,59 @@ def _resolve_input(structure: StructureLike, material_id: str | None):
     return unitcell, None, "auto", material_id, None
 
 
+def _choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id: str) -> tuple[np.ndarray, str]:
+    """User matrix (3 or 9 integers) > MDR entry's matrix > the diagonal width rule."""
+    if requested is not None:
+        arr = np.array(requested, int)
+        smat, rule = (arr.reshape(3, 3) if arr.size == 9 else np.diag(arr)), "user"
+    elif from_entry is not None:
+        smat, rule = from_entry, "MDR entry"
+    else:
+        smat, rule = default_supercell_matrix(unitcell), "diagonal, widths >= 7.5 A"
+    if smat.shape != (3, 3) or abs(np.linalg.det(smat)) < 0.5:
+        raise InputError(f"{material_id}: singular or malformed supercell matrix {smat.tolist()}")
+    return smat, rule
+
+
+def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum, unitcell: PhonopyAtoms,
+                          wyckoffs: list[str], site_of_atom: np.ndarray, keep_fc: bool) -> TemperatureResult:
+    """Per-site R_onsite (mean over each unit-cell site's supercell images) and the rest of the outcome."""
+    sites = [
+        SiteRenormalization(
+            index=i,
+            element=unitcell.symbols[i],
+            wyckoff=wyckoffs[i],
+            r_onsite=float(outcome.r_onsite_atoms[site_of_atom == i].mean()),
+            r_onsite_stderr=float(outcome.r_onsite_atoms_stderr[site_of_atom == i].mean()),
+        )
+        for i in range(len(unitcell))
+    ]
+    return TemperatureResult(
+        temperature=outcome.temperature,
+        spectrum=spectrum,
+        force_constants=outcome.force_constants.tolist() if keep_fc else None,
+        l2_shift=outcome.l2_shift,
+        l2_stderr=outcome.l2_stderr,
+        r_full=outcome.r_full,
+        r_full_stderr=outcome.r_full_stderr,
+        r_full_robust=outcome.r_full_robust,
+        r_full_robust_stderr=outcome.r_full_robust_stderr,
+        r_onsite_max=max(s.r_onsite for s in sites),
+        sites=sites,
+        n_samples=outcome.n_samples,
+        converged=outcome.converged,
+        history=[ConvergenceRecord(**asdict(h)) for h in outcome.history],
+        self_consistent_changes_thz=outcome.sc_iterations,
+        self_consistent_converged=outcome.sc_converged,
+        n_imaginary_sampled=outcome.n_imaginary_sampled,
+        n_floored=outcome.n_floored,
+        max_rms_displacement=outcome.max_rms_displacement,
+        sampling_notes=outcome.policy_notes,
+        potential_calls=outcome.potential_calls,
+        timings=outcome.timings,
+    )
+
+
 def cubic_srtio3(a: float = 3.905) -> Structure:
     """Cubic perovskite SrTiO3 (Pm-3m), built in code for demos and tests."""
     return Structure.from_spacegroup(221, Lattice.cubic(a), ["Sr", "Ti", "O"],
@@ -137,15 +190,7 @@ def run_temperature_phonons(
         unitcell, relaxation = relax_structure(unitcell, calc, relax_fmax, material_id)
         timings["relax"] = time.perf_counter() - t0
 
-    if supercell_matrix is not None:
-        smat, rule = np.array(supercell_matrix, int).reshape(3, 3) if np.size(supercell_matrix) == 9 else np.diag(
-            np.array(supercell_matrix, int)), "user"
-    elif smat_entry is not None:
-        smat, rule = smat_entry, "MDR entry"
-    else:
-        smat, rule = default_supercell_matrix(unitcell), "diagonal, widths >= 7.5 A"
-    if abs(np.linalg.det(smat)) < 0.5:
-        raise InputError(f"{material_id}: singular supercell matrix {smat.tolist()}")
+    smat, rule = _choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
 
     phonon = phonons.build_phonopy(unitcell, smat, pmat)
     supercell = phonon.supercell
@@ -160,8 +205,7 @@ def run_temperature_phonons(
     harmonic = _spectrum(phonon, fc_ha)
     timings["harmonic_observables"] = time.perf_counter() - t0
 
-    engine = OneShotSSCHA(phonon, fc_ha, model.forces, model.hessian, settings, progress)
-    engine.reference_forces = f_ref
+    engine = OneShotSSCHA(phonon, fc_ha, model.forces, model.hessian, settings, progress, reference_forces=f_ref)
     wyckoffs = _wyckoffs(unitcell, settings.symprec)
     s2u = np.array(supercell.s2u_map)
     u2u = supercell.u2u_map
@@ -174,42 +218,8 @@ def run_temperature_phonons(
         t0 = time.perf_counter()
         spectrum = _spectrum(phonon, outcome.force_constants)
         outcome.timings["observables"] = time.perf_counter() - t0
-        sites = [
-            SiteRenormalization(
-                index=i,
-                element=unitcell.symbols[i],
-                wyckoff=wyckoffs[i],
-                r_onsite=float(outcome.r_onsite_atoms[site_of_atom == i].mean()),
-                r_onsite_stderr=float(outcome.r_onsite_atoms_stderr[site_of_atom == i].mean()),
-            )
-            for i in range(len(unitcell))
-        ]
-        results.append(
-            TemperatureResult(
-                temperature=temp,
-                spectrum=spectrum,
-                force_constants=outcome.force_constants.tolist() if keep_force_constants else None,
-                l2_shift=outcome.l2_shift,
-                l2_stderr=outcome.l2_stderr,
-                r_full=outcome.r_full,
-                r_full_stderr=outcome.r_full_stderr,
-                r_full_robust=outcome.r_full_robust,
-                r_full_robust_stderr=outcome.r_full_robust_stderr,
-                r_onsite_max=max(s.r_onsite for s in sites),
-                sites=sites,
-                n_samples=outcome.n_samples,
-                converged=outcome.converged,
-                history=[ConvergenceRecord(**asdict(h)) for h in outcome.history],
-                self_consistent_changes_thz=outcome.sc_iterations,
-                self_consistent_converged=outcome.sc_converged,
-                n_imaginary_sampled=outcome.n_imaginary_sampled,
-                n_floored=outcome.n_floored,
-                max_rms_displacement=outcome.max_rms_displacement,
-                sampling_notes=outcome.policy_notes,
-                potential_calls=outcome.potential_calls,
-                timings=outcome.timings,
-            )
-        )
+        results.append(_temperature_document(outcome, spectrum, unitcell, wyckoffs, site_of_atom,
+                                             keep_force_constants))
     timings["symmetry_setup"] = engine.time_symmetry_setup
     timings["symfc_basis"] = engine.time_basis
     timings["total"] = time.perf_counter() - t_all

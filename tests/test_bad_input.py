@@ -276,7 +276,7 @@ def test_bad_temperatures(temps):
 def test_singular_supercell_matrix(smat):
     from tdph_workflows.engine import run_temperature_phonons
 
-    with pytest.raises(InputError, match=r"^NaCl: singular supercell matrix"):
+    with pytest.raises(InputError, match=r"^NaCl: singular or malformed supercell matrix"):
         run_temperature_phonons(rocksalt(), NaNCalculator(), supercell_matrix=smat)
 
 

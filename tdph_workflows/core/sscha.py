@@ -131,6 +131,7 @@ class OneShotSSCHA:
         hessian_fn: HessianFn | None = None,
         settings: SSCHASettings = SSCHASettings(),
         progress: Progress | None = None,
+        reference_forces: np.ndarray | None = None,
     ) -> None:
         if settings.estimator == "hessian" and hessian_fn is None:
             raise ValueError("the hessian estimator needs a Hessian function")
@@ -156,7 +157,8 @@ class OneShotSSCHA:
         self._basis = None
         self.time_basis = 0.0
         self.freqs_harmonic = commensurate_frequencies(phonon, self.fc_harmonic)
-        self.reference_forces: np.ndarray | None = None
+        # forces on the undistorted supercell (residual forces), subtracted from every sample
+        self.reference_forces = reference_forces
         self.calls = {"forces": 0, "hessians": 0}
 
     # -- potential evaluations -------------------------------------------------
