@@ -8,7 +8,7 @@ import platform
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,10 @@ from .io.structures import InputError, default_supercell_matrix, load_structure,
 from .relax import relax_structure
 from .schemas import (
     ConvergenceRecord,
+    HarmonicResult,
     PhononSpectrum,
     Provenance,
+    RelaxationInfo,
     SiteRenormalization,
     TDPHResult,
     TemperatureResult,
@@ -60,7 +62,7 @@ def _wyckoffs(unitcell: PhonopyAtoms, symprec: float) -> list[str]:
 
 
 def _resolve_input(structure: StructureLike, material_id: str | None):
-    """-> (unitcell, supercell matrix or None, primitive matrix, id, dft entry or None)."""
+    """-> (unitcell, supercell matrix or None, primitive matrix, id)."""
     if isinstance(structure, (str, Path)):
         if is_mdr_entry(structure):
             structure = load_mdr_entry(structure)
@@ -69,10 +71,9 @@ def _resolve_input(structure: StructureLike, material_id: str | None):
             structure = load_structure(path)
             material_id = material_id or path.stem
     if isinstance(structure, MDREntry):
-        return (structure.unitcell, structure.supercell_matrix, structure.primitive_matrix,
-                material_id or structure.material_id, structure)
+        return structure.unitcell, structure.supercell_matrix, structure.primitive_matrix, material_id or structure.material_id
     unitcell = to_phonopy_atoms(structure, material_id)
-    return unitcell, None, "auto", material_id, None
+    return unitcell, None, "auto", material_id
 
 
 def _choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id: str) -> tuple[np.ndarray, str]:
@@ -134,6 +135,170 @@ def cubic_srtio3(a: float = 3.905) -> Structure:
                                      [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
 
 
+@dataclass
+class HarmonicStage:
+    """Everything the renormalization reuses: relaxed cell, phonopy object, Phi_HA, residual forces."""
+
+    material_id: str
+    formula: str
+    unitcell: PhonopyAtoms
+    phonon: Phonopy
+    force_constants: np.ndarray
+    reference_forces: np.ndarray
+    spectrum: PhononSpectrum
+    supercell_rule: str
+    n_displacements: int
+    relaxation: RelaxationInfo | None
+    calc: Calculator
+    calc_name: str
+    timings: dict[str, float] = field(default_factory=dict)
+    started: str = ""
+
+    def document(self, keep_force_constants: bool = True) -> HarmonicResult:
+        """Serializable form (jobs pass it between steps)."""
+        return HarmonicResult(
+            material_id=self.material_id,
+            formula=self.formula,
+            unitcell=_structure_dict(self.unitcell),
+            supercell_matrix=np.asarray(self.phonon.supercell_matrix, int).tolist(),
+            primitive_matrix=np.asarray(self.phonon.primitive_matrix, float).tolist(),
+            n_atoms_supercell=len(self.phonon.supercell),
+            supercell_rule=self.supercell_rule,
+            relaxation=self.relaxation,
+            max_residual_force=float(np.linalg.norm(self.reference_forces, axis=1).max()),
+            reference_forces=self.reference_forces.tolist(),
+            harmonic=self.spectrum,
+            harmonic_force_constants=self.force_constants.tolist() if keep_force_constants else None,
+            n_harmonic_displacements=self.n_displacements,
+            timings=self.timings,
+            calculator=self.calc_name,
+        )
+
+    @classmethod
+    def from_document(cls, doc: HarmonicResult, calculator: Calculator | str | None = None) -> HarmonicStage:
+        if doc.harmonic_force_constants is None:
+            raise InputError(f"{doc.material_id}: the harmonic document carries no force constants")
+        calc, calc_name = _calculator(calculator)
+        unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
+        phonon = phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
+        return cls(doc.material_id, doc.formula, unitcell, phonon, np.array(doc.harmonic_force_constants),
+                   np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
+                   doc.relaxation, calc, calc_name, dict(doc.timings))
+
+
+def _structure_dict(unitcell: PhonopyAtoms) -> dict:
+    return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())
+
+
+def _calculator(calculator: Calculator | str | None) -> tuple[Calculator, str]:
+    if calculator is None or isinstance(calculator, str):
+        return resolve_calculator(calculator), str(calculator or model_spec())
+    return calculator, type(calculator).__name__
+
+
+def harmonic_stage(
+    structure: StructureLike,
+    calculator: Calculator | str | None = None,
+    supercell_matrix: Sequence | np.ndarray | None = None,
+    relax: bool = False,
+    relax_fmax: float = 1e-3,
+    material_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> HarmonicStage:
+    """Input checks, optional relaxation, supercell choice and Phi_HA (see ``run_temperature_phonons``)."""
+    progress = progress or (lambda msg: None)
+    started = datetime.datetime.now(datetime.UTC).isoformat()
+    unitcell, smat_entry, pmat, material_id = _resolve_input(structure, material_id)
+    formula = Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).composition.reduced_formula
+    material_id = material_id or formula
+    calc, calc_name = _calculator(calculator)
+    check_elements(calc, phonopy_to_ase(unitcell), material_id)
+    timings: dict[str, float] = {}
+
+    relaxation = None
+    if relax:
+        t0 = time.perf_counter()
+        progress(f"{material_id}: relaxing (fmax {relax_fmax} eV/A)")
+        unitcell, relaxation = relax_structure(unitcell, calc, relax_fmax, material_id)
+        timings["relax"] = time.perf_counter() - t0
+
+    smat, rule = _choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
+    phonon = phonons.build_phonopy(unitcell, smat, pmat)
+    supercell = phonon.supercell
+    model = ForceModel(calc, phonopy_to_ase(supercell), material_id)
+
+    t0 = time.perf_counter()
+    progress(f"{material_id}: harmonic phonons ({len(supercell)}-atom supercell)")
+    f_ref = model.forces(supercell.positions[None])[0]
+    fc_ha, n_disp = phonons.harmonic_force_constants(phonon, model.forces, reference_forces=f_ref)
+    timings["harmonic"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    spectrum = _spectrum(phonon, fc_ha)
+    timings["harmonic_observables"] = time.perf_counter() - t0
+    return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp, relaxation,
+                         calc, calc_name, timings, started)
+
+
+def renormalize(
+    stage: HarmonicStage,
+    temperatures: Sequence[float] = (300.0,),
+    settings: SSCHASettings | None = None,
+    keep_force_constants: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> TDPHResult:
+    """One-shot (or self-consistent) Phi(T) at each temperature on one harmonic stage."""
+    progress = progress or (lambda msg: None)
+    t_all = time.perf_counter()
+    settings = _effective_settings(settings)
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+        raise InputError(f"{stage.material_id}: temperatures must be finite and >= 0 K, got {list(temperatures)}")
+    phonon, supercell = stage.phonon, stage.phonon.supercell
+    model = ForceModel(stage.calc, phonopy_to_ase(supercell), stage.material_id)
+    engine = OneShotSSCHA(phonon, stage.force_constants, model.forces, model.hessian, settings, progress,
+                          reference_forces=stage.reference_forces)
+    wyckoffs = _wyckoffs(stage.unitcell, settings.symprec)
+    site_of_atom = np.array([supercell.u2u_map[i] for i in supercell.s2u_map])
+
+    results = []
+    for temp in temps:
+        progress(f"{stage.material_id}: one-shot SSCHA at {temp:g} K ({settings.estimator})")
+        outcome: TemperatureOutcome = engine.run_temperature(temp)
+        t0 = time.perf_counter()
+        spectrum = _spectrum(phonon, outcome.force_constants)
+        outcome.timings["observables"] = time.perf_counter() - t0
+        results.append(_temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom,
+                                             keep_force_constants))
+    timings = dict(stage.timings)
+    timings["symmetry_setup"] = engine.time_symmetry_setup
+    timings["symfc_basis"] = engine.time_basis
+    timings["total"] = sum(v for k, v in stage.timings.items() if k != "total") + time.perf_counter() - t_all
+    harmonic = stage.document(keep_force_constants)
+    return TDPHResult(
+        **harmonic.model_dump(exclude={"timings", "calculator", "reference_forces"}),
+        spacegroup=f"{engine.symmetry.spacegroup} ({engine.symmetry.spacegroup_number})",
+        settings=asdict(settings),
+        temperatures=results,
+        timings=timings,
+        provenance=Provenance(
+            code_version=__version__,
+            calculator=stage.calc_name,
+            host=socket.gethostname(),
+            python=platform.python_version(),
+            started=stage.started or datetime.datetime.now(datetime.UTC).isoformat(),
+        ),
+    )
+
+
+def _effective_settings(settings: SSCHASettings | None) -> SSCHASettings:
+    """Defaults; the Hessian estimator starts with 4 pairs in 4 groups (a Hessian costs ~3N force calls)."""
+    settings = settings or SSCHASettings()
+    if settings.estimator == "hessian" and settings.min_pairs == SSCHASettings.min_pairs:
+        n_groups = 4 if settings.n_groups == SSCHASettings.n_groups else settings.n_groups
+        settings = replace(settings, min_pairs=n_groups, n_groups=n_groups, max_pairs=min(settings.max_pairs, 32))
+    return settings
+
+
 def run_temperature_phonons(
     structure: StructureLike,
     calculator: Calculator | str | None = None,
@@ -165,86 +330,9 @@ def run_temperature_phonons(
         With ``estimator="hessian"`` and default statistics, 4 pairs in 4
         jackknife groups are used (a Hessian costs ~3N force calls).
     """
-    progress = progress or (lambda msg: None)
-    started = datetime.datetime.now(datetime.UTC).isoformat()
-    t_all = time.perf_counter()
-    settings = settings or SSCHASettings()
-    if settings.estimator == "hessian" and settings.min_pairs == SSCHASettings.min_pairs:
-        n_groups = 4 if settings.n_groups == SSCHASettings.n_groups else settings.n_groups
-        settings = replace(settings, min_pairs=n_groups, n_groups=n_groups, max_pairs=min(settings.max_pairs, 32))
     temps = [float(t) for t in temperatures]
     if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
         raise InputError(f"temperatures must be finite and >= 0 K, got {temperatures}")
-    unitcell, smat_entry, pmat, material_id, entry = _resolve_input(structure, material_id)
-    formula = Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).composition.reduced_formula
-    material_id = material_id or formula
-    calc = resolve_calculator(calculator) if calculator is None or isinstance(calculator, str) else calculator
-    calc_name = calculator if isinstance(calculator, str) else (model_spec() if calculator is None else type(calc).__name__)
-    check_elements(calc, phonopy_to_ase(unitcell), material_id)
-    timings: dict[str, float] = {}
-
-    relaxation = None
-    if relax:
-        t0 = time.perf_counter()
-        progress(f"{material_id}: relaxing (fmax {relax_fmax} eV/A)")
-        unitcell, relaxation = relax_structure(unitcell, calc, relax_fmax, material_id)
-        timings["relax"] = time.perf_counter() - t0
-
-    smat, rule = _choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
-
-    phonon = phonons.build_phonopy(unitcell, smat, pmat)
-    supercell = phonon.supercell
-    model = ForceModel(calc, phonopy_to_ase(supercell), material_id)
-
-    t0 = time.perf_counter()
-    progress(f"{material_id}: harmonic phonons ({len(supercell)}-atom supercell)")
-    f_ref = model.forces(supercell.positions[None])[0]
-    fc_ha, n_disp = phonons.harmonic_force_constants(phonon, model.forces, reference_forces=f_ref)
-    timings["harmonic"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    harmonic = _spectrum(phonon, fc_ha)
-    timings["harmonic_observables"] = time.perf_counter() - t0
-
-    engine = OneShotSSCHA(phonon, fc_ha, model.forces, model.hessian, settings, progress, reference_forces=f_ref)
-    wyckoffs = _wyckoffs(unitcell, settings.symprec)
-    s2u = np.array(supercell.s2u_map)
-    u2u = supercell.u2u_map
-    site_of_atom = np.array([u2u[i] for i in s2u])
-
-    results = []
-    for temp in temps:
-        progress(f"{material_id}: one-shot SSCHA at {temp:g} K ({settings.estimator})")
-        outcome: TemperatureOutcome = engine.run_temperature(temp)
-        t0 = time.perf_counter()
-        spectrum = _spectrum(phonon, outcome.force_constants)
-        outcome.timings["observables"] = time.perf_counter() - t0
-        results.append(_temperature_document(outcome, spectrum, unitcell, wyckoffs, site_of_atom,
-                                             keep_force_constants))
-    timings["symmetry_setup"] = engine.time_symmetry_setup
-    timings["symfc_basis"] = engine.time_basis
-    timings["total"] = time.perf_counter() - t_all
-    return TDPHResult(
-        material_id=material_id,
-        formula=formula,
-        spacegroup=f"{engine.symmetry.spacegroup} ({engine.symmetry.spacegroup_number})",
-        unitcell=json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json()),
-        supercell_matrix=np.asarray(smat, int).tolist(),
-        primitive_matrix=np.asarray(phonon.primitive_matrix, float).tolist(),
-        n_atoms_supercell=len(supercell),
-        supercell_rule=rule,
-        relaxation=relaxation,
-        max_residual_force=float(np.linalg.norm(f_ref, axis=1).max()),
-        settings=asdict(settings),
-        harmonic=harmonic,
-        harmonic_force_constants=fc_ha.tolist() if keep_force_constants else None,
-        n_harmonic_displacements=n_disp,
-        temperatures=results,
-        timings=timings,
-        provenance=Provenance(
-            code_version=__version__,
-            calculator=str(calc_name),
-            host=socket.gethostname(),
-            python=platform.python_version(),
-            started=started,
-        ),
-    )
+    settings = _effective_settings(settings)  # validate before any potential call
+    stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress)
+    return renormalize(stage, temps, settings, keep_force_constants, progress)

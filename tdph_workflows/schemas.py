@@ -79,12 +79,9 @@ class Provenance(BaseModel):
     started: str
 
 
-class TDPHResult(BaseModel):
-    """Temperature-dependent phonons of one material (one harmonic reference, several T)."""
-
+class _MaterialHeader(BaseModel):
     material_id: str
     formula: str
-    spacegroup: str
     unitcell: dict = Field(description="pymatgen Structure dict of the (relaxed) unit cell")
     supercell_matrix: list[list[int]]
     primitive_matrix: list[list[float]]
@@ -92,10 +89,24 @@ class TDPHResult(BaseModel):
     supercell_rule: str = Field(description="Where the supercell matrix came from")
     relaxation: RelaxationInfo | None
     max_residual_force: float = Field(description="Largest force on the undistorted supercell (eV/A), subtracted")
-    settings: dict
     harmonic: PhononSpectrum
     harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
     n_harmonic_displacements: int
+
+
+class HarmonicResult(_MaterialHeader):
+    """Output of the harmonic step: what the one-shot step needs to continue."""
+
+    reference_forces: list = Field(description="Forces on the undistorted supercell (N, 3), eV/A")
+    timings: dict[str, float]
+    calculator: str
+
+
+class TDPHResult(_MaterialHeader):
+    """Temperature-dependent phonons of one material (one harmonic reference, several T)."""
+
+    spacegroup: str
+    settings: dict
     temperatures: list[TemperatureResult]
     timings: dict[str, float]
     provenance: Provenance
