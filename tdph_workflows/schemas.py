@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+import json
+
+from pydantic import BaseModel, Field, field_validator
 
 
 class SiteRenormalization(BaseModel):
@@ -79,6 +81,11 @@ class Provenance(BaseModel):
     started: str
 
 
+def structure_as_dict(value: Any) -> Any:
+    """Accept a pymatgen Structure where a structure dict is stored (jobflow decodes stored dicts back)."""
+    return json.loads(value.to_json()) if hasattr(value, "to_json") and hasattr(value, "lattice") else value
+
+
 class _MaterialHeader(BaseModel):
     material_id: str
     formula: str
@@ -92,6 +99,8 @@ class _MaterialHeader(BaseModel):
     harmonic: PhononSpectrum
     harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
     n_harmonic_displacements: int
+
+    _unitcell_dict = field_validator("unitcell", mode="before")(structure_as_dict)
 
 
 class HarmonicResult(_MaterialHeader):

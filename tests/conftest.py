@@ -78,3 +78,29 @@ class NaNCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.results["energy"] = float("nan")
         self.results["forces"] = np.full((len(self.atoms), 3), np.nan)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory):
+    """A real SecantusDB server (MongoDB wire protocol) for the session, on a free loopback port."""
+    import shutil
+    import sys
+
+    if not (Path(sys.executable).parent / "secantusd-py").exists() and not shutil.which("secantusd-py"):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("secantusd-py missing: the campaign extra must be installed in CI")
+        pytest.skip("SecantusDB not installed (pip install 'tdph-workflows[campaign]')")
+    from tdph_workflows.campaign.database import EmbeddedDatabase
+
+    db = EmbeddedDatabase(tmp_path_factory.mktemp("secantus"), port=_free_port())
+    db.start()
+    yield db
+    db.stop()

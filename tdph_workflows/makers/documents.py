@@ -1,0 +1,73 @@
+"""Small output documents of the workflow steps (the large ones live in ``tdph_workflows.schemas``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from ..schemas import RelaxationInfo, SiteRenormalization, TDPHResult, structure_as_dict
+
+
+class RelaxResult(BaseModel):
+    material_id: str
+    structure: dict = Field(description="pymatgen Structure dict of the relaxed cell")
+    relaxation: RelaxationInfo
+
+    _structure_dict = field_validator("structure", mode="before")(structure_as_dict)
+
+
+class TemperatureSummary(BaseModel):
+    temperature: float
+    l2_shift: float
+    l2_stderr: float
+    r_full: float
+    r_full_robust: float
+    r_onsite_max: float
+    sites: list[SiteRenormalization]
+    min_frequency: float
+    n_imaginary: int
+    n_samples: int
+    converged: bool
+    max_rms_displacement: float
+
+
+class MaterialSummary(BaseModel):
+    """The queryable record of one material: metrics only, no arrays."""
+
+    material_id: str
+    formula: str
+    elements: list[str]
+    spacegroup: str
+    spacegroup_number: int
+    n_atoms_supercell: int
+    harmonic_min_frequency: float
+    harmonic_n_imaginary: int
+    temperatures: list[TemperatureSummary]
+    calculator: str
+    wall_time: float
+
+    @classmethod
+    def from_result(cls, result: TDPHResult) -> MaterialSummary:
+        from pymatgen.core import Structure
+
+        elements = sorted({el.symbol for el in Structure.from_dict(result.unitcell).composition.elements})
+        return cls(
+            material_id=result.material_id,
+            formula=result.formula,
+            elements=elements,
+            spacegroup=result.spacegroup,
+            spacegroup_number=int(result.spacegroup.rsplit("(", 1)[1].rstrip(")")),
+            n_atoms_supercell=result.n_atoms_supercell,
+            harmonic_min_frequency=result.harmonic.min_frequency,
+            harmonic_n_imaginary=result.harmonic.n_imaginary,
+            temperatures=[
+                TemperatureSummary(
+                    temperature=t.temperature, l2_shift=t.l2_shift, l2_stderr=t.l2_stderr, r_full=t.r_full,
+                    r_full_robust=t.r_full_robust, r_onsite_max=t.r_onsite_max, sites=t.sites,
+                    min_frequency=t.spectrum.min_frequency, n_imaginary=t.spectrum.n_imaginary,
+                    n_samples=t.n_samples, converged=t.converged, max_rms_displacement=t.max_rms_displacement,
+                )
+                for t in result.temperatures
+            ],
+            calculator=result.provenance.calculator,
+            wall_time=result.timings.get("total", 0.0),
+        )

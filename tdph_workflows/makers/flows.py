@@ -1,0 +1,152 @@
+"""Makers: dataclasses of options that only wire jobs (atomate2 style)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from jobflow import Flow, Job, Maker
+
+from ..core.sscha import SSCHASettings
+from ..engine import StructureLike
+from .jobs import harmonic_job, material_job, metrics_job, relax_job, sscha_job
+
+
+def _check_temperatures(temperatures) -> list[float]:
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+        raise ValueError(f"temperatures must be finite and >= 0 K, got {temperatures}")
+    return temps
+
+
+@dataclass
+class RelaxMaker(Maker):
+    """Relax positions and cell with the potential, keeping the space group.
+
+    Parameters
+    ----------
+    calculator
+        Model folder/name, ``emt`` or ``module:factory``; None = the default model.
+    fmax
+        Force (and scaled stress) tolerance in eV/A.
+    """
+
+    name: str = "tdph relax"
+    calculator: str | None = None
+    fmax: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not self.fmax > 0:
+            raise ValueError(f"fmax must be positive, got {self.fmax}")
+
+    def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
+        job = relax_job(structure, self.calculator, self.fmax, material_id)
+        job.name = self.name
+        return job
+
+
+@dataclass
+class HarmonicMaker(Maker):
+    """Harmonic force constants and spectrum (phonopy finite displacements).
+
+    Parameters
+    ----------
+    calculator
+        As for ``RelaxMaker``.
+    supercell_matrix
+        3 or 9 integers; None = the MDR entry's matrix or the default width rule.
+    """
+
+    name: str = "tdph harmonic"
+    calculator: str | None = None
+    supercell_matrix: list[int] | None = None
+
+    def make(self, structure: StructureLike | Any, material_id: str | None = None) -> Job:
+        job = harmonic_job(structure, self.calculator, self.supercell_matrix, material_id)
+        job.name = self.name
+        return job
+
+
+@dataclass
+class OneShotSSCHAMaker(Maker):
+    """Phi(T) at each temperature from a harmonic result.
+
+    Parameters
+    ----------
+    temperatures
+        Temperatures in K, sharing the harmonic step.
+    settings
+        ``SSCHASettings`` fields (estimator, sampling, statistics, self-consistency).
+    """
+
+    name: str = "tdph one-shot sscha"
+    calculator: str | None = None
+    temperatures: list[float] = field(default_factory=lambda: [300.0])
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # fail before any job runs
+        self.temperatures = _check_temperatures(self.temperatures)
+        self.settings = asdict(SSCHASettings(**self.settings))
+
+    def make(self, harmonic: Any) -> Job:
+        job = sscha_job(harmonic, self.calculator, self.temperatures, self.settings)
+        job.name = self.name
+        return job
+
+
+@dataclass
+class MetricsMaker(Maker):
+    """The compact, queryable summary (metrics per temperature and site, no arrays)."""
+
+    name: str = "tdph metrics"
+
+    def make(self, result: Any) -> Job:
+        job = metrics_job(result)
+        job.name = self.name
+        return job
+
+
+@dataclass
+class TDPHFlowMaker(Maker):
+    """Per-material flow: [relax ->] harmonic -> one-shot SSCHA -> metrics, one job per step."""
+
+    name: str = "tdph"
+    relax_maker: RelaxMaker | None = None
+    harmonic_maker: HarmonicMaker = field(default_factory=HarmonicMaker)
+    sscha_maker: OneShotSSCHAMaker = field(default_factory=OneShotSSCHAMaker)
+    metrics_maker: MetricsMaker = field(default_factory=MetricsMaker)
+
+    def make(self, structure: StructureLike, material_id: str | None = None) -> Flow:
+        jobs: list[Job] = []
+        if self.relax_maker is not None:
+            relax = self.relax_maker.make(structure, material_id)
+            jobs.append(relax)
+            structure = relax.output.structure
+        harmonic = self.harmonic_maker.make(structure, material_id)
+        sscha = self.sscha_maker.make(harmonic.output)
+        metrics = self.metrics_maker.make(sscha.output)
+        jobs += [harmonic, sscha, metrics]
+        return Flow(jobs, output=metrics.output, name=f"{self.name} {material_id or ''}".strip())
+
+
+@dataclass
+class TDPHMaterialMaker(Maker):
+    """The whole material in one job (the campaign default: one model load and one write per material)."""
+
+    name: str = "tdph material"
+    calculator: str | None = None
+    temperatures: list[float] = field(default_factory=lambda: [300.0])
+    settings: dict[str, Any] = field(default_factory=dict)
+    supercell_matrix: list[int] | None = None
+    relax: bool = False
+
+    def __post_init__(self) -> None:
+        self.temperatures = _check_temperatures(self.temperatures)
+        self.settings = asdict(SSCHASettings(**self.settings))
+
+    def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
+        job = material_job(structure, self.calculator, self.temperatures, self.settings, self.supercell_matrix,
+                           self.relax, material_id)
+        job.name = f"{self.name} {material_id or ''}".strip()
+        return job

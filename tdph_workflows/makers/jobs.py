@@ -1,0 +1,66 @@
+"""Small @job functions: plain arguments in, pydantic documents out, arrays to the data store.
+
+The calculator travels as a spec string (model folder/name, ``emt``,
+``module:factory``) and is resolved once per worker process (cached).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobflow import job
+from pymatgen.core import Structure
+
+from ..core.sscha import SSCHASettings
+from ..engine import HarmonicStage, StructureLike, harmonic_stage, renormalize, run_temperature_phonons
+from ..schemas import HarmonicResult, TDPHResult
+from .documents import MaterialSummary, RelaxResult
+
+# Output keys routed to the job store's "data" store (GridFS): never inline in the document.
+DATA_KEYS = ["harmonic_force_constants", "force_constants", "reference_forces", "band_structure", "dos"]
+
+
+def _structure(structure: StructureLike | dict) -> StructureLike:
+    return Structure.from_dict(structure) if isinstance(structure, dict) else structure
+
+
+@job
+def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: float, material_id: str | None = None
+              ) -> RelaxResult:
+    from ..calculators import resolve_calculator
+    from ..engine import _resolve_input
+    from ..relax import relax_structure
+
+    unitcell, _, _, mid = _resolve_input(_structure(structure), material_id)
+    relaxed, info = relax_structure(unitcell, resolve_calculator(calculator), fmax, mid or "material")
+    return RelaxResult(material_id=mid or "material",
+                       structure=Structure(relaxed.cell, relaxed.symbols, relaxed.scaled_positions).as_dict(),
+                       relaxation=info)
+
+
+@job(data=DATA_KEYS)
+def harmonic_job(structure: StructureLike | dict, calculator: str | None, supercell_matrix: list | None = None,
+                 material_id: str | None = None) -> HarmonicResult:
+    return harmonic_stage(_structure(structure), calculator, supercell_matrix, material_id=material_id).document()
+
+
+@job(data=DATA_KEYS)
+def sscha_job(harmonic: HarmonicResult | dict, calculator: str | None, temperatures: list[float],
+              settings: dict[str, Any]) -> TDPHResult:
+    doc = harmonic if isinstance(harmonic, HarmonicResult) else HarmonicResult.model_validate(harmonic)
+    return renormalize(HarmonicStage.from_document(doc, calculator), temperatures, SSCHASettings(**settings))
+
+
+@job
+def metrics_job(result: TDPHResult | dict) -> MaterialSummary:
+    doc = result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
+    return MaterialSummary.from_result(doc)
+
+
+@job(data=DATA_KEYS)
+def material_job(structure: StructureLike | dict, calculator: str | None, temperatures: list[float],
+                 settings: dict[str, Any], supercell_matrix: list | None = None, relax: bool = False,
+                 material_id: str | None = None) -> TDPHResult:
+    """All steps of one material in one job: one model load per worker, one store write."""
+    return run_temperature_phonons(_structure(structure), calculator, temperatures, supercell_matrix,
+                                   SSCHASettings(**settings), relax=relax, material_id=material_id)
