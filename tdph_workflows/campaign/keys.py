@@ -1,0 +1,35 @@
+"""Deduplication key of a campaign item: material id + structure hash + settings + model id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+def structure_fingerprint(source: Any) -> str:
+    """Hash of the input: file bytes for files/entries, rounded lattice+sites for structures."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        if path.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+            return h.hexdigest()[:16]
+        raise FileNotFoundError(path)
+    from pymatgen.core import Structure
+
+    s = source if isinstance(source, Structure) else Structure.from_dict(source)
+    payload = {"lattice": [[round(x, 6) for x in row] for row in s.lattice.matrix.tolist()],
+               "sites": sorted((site.specie.symbol, *[round(x % 1.0, 6) for x in site.frac_coords]) for site in s)}
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def item_key(material_id: str, fingerprint: str, settings: dict, model: str) -> str:
+    blob = json.dumps({"id": material_id, "structure": fingerprint, "settings": settings, "model": model},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]

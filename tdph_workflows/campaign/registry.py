@@ -1,0 +1,47 @@
+"""The per-material record collection: one document per campaign item, the database of record for
+``tdph campaign status`` and ``tdph query`` (full arrays stay in the job store's GridFS)."""
+
+from __future__ import annotations
+
+import datetime
+import traceback
+from typing import Any
+
+import pymongo
+
+COLLECTION = "materials"
+
+
+def collection(uri: str, database: str) -> pymongo.collection.Collection:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)
+    coll = client[database][COLLECTION]
+    coll.create_index("key", unique=True)
+    coll.create_index("state")
+    return coll
+
+
+def register(coll, key: str, material_id: str, source: str, campaign: str) -> bool:
+    """Insert a WAITING record; False when the key exists already (nothing new to compute)."""
+    now = datetime.datetime.now(datetime.UTC)
+    result = coll.update_one({"key": key}, {"$setOnInsert": {
+        "key": key, "material_id": material_id, "source": source, "campaign": campaign, "state": "WAITING",
+        "submitted": now}}, upsert=True)
+    return result.upserted_id is not None
+
+
+def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_time: float) -> None:
+    coll.update_one({"key": key}, {"$set": {
+        "state": "COMPLETED", "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
+        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
+
+
+def record_failure(coll, key: str, exc: BaseException) -> None:
+    coll.update_one({"key": key}, {"$set": {
+        "state": "FAILED", "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
+
+
+def counts(coll, campaign: str | None = None) -> dict[str, int]:
+    match: dict[str, Any] = {"campaign": campaign} if campaign else {}
+    return {d["_id"]: d["n"] for d in coll.aggregate([{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])}

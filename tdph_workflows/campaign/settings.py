@@ -1,0 +1,52 @@
+"""Where the campaign database is: env vars, ``launchpad.yaml``, or the embedded server.
+
+Order: ``TDPH_DB_URI`` (+ ``TDPH_DB_NAME``) > ``launchpad.yaml`` (``--launchpad`` or
+``TDPH_LAUNCHPAD``; host/port/name/username/password overridable by ``TDPH_DB_HOST``,
+``TDPH_DB_PORT``, ``TDPH_DB_NAME``, ``TDPH_DB_USER``, ``TDPH_DB_PASSWORD``) > the embedded
+SecantusDB server, started on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import yaml
+
+from .database import EmbeddedDatabase
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    uri: str
+    database: str
+    source: str  # "env", "launchpad.yaml" or "embedded"
+
+
+def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = True) -> DatabaseSettings:
+    name = os.environ.get("TDPH_DB_NAME", "tdph")
+    if os.environ.get("TDPH_DB_URI"):
+        return DatabaseSettings(os.environ["TDPH_DB_URI"], name, "env")
+    lp_file = launchpad_file or os.environ.get("TDPH_LAUNCHPAD")
+    if lp_file:
+        spec = yaml.safe_load(Path(lp_file).read_text()) or {}
+        host = os.environ.get("TDPH_DB_HOST", spec.get("host") or "127.0.0.1")
+        port = int(os.environ.get("TDPH_DB_PORT", spec.get("port") or 27017))
+        user = os.environ.get("TDPH_DB_USER", spec.get("username"))
+        password = os.environ.get("TDPH_DB_PASSWORD", spec.get("password"))
+        cred = f"{quote_plus(user)}:{quote_plus(password or '')}@" if user else ""
+        auth = f"/?authSource={spec.get('authsource') or name}" if user else ""
+        return DatabaseSettings(f"mongodb://{cred}{host}:{port}{auth}",
+                                os.environ.get("TDPH_DB_NAME", spec.get("name") or name), "launchpad.yaml")
+    db = EmbeddedDatabase.from_env()
+    if start_embedded:
+        db.start()
+    return DatabaseSettings(db.uri, name, "embedded")
+
+
+def launchpad(settings: DatabaseSettings):
+    from fireworks import LaunchPad
+
+    return LaunchPad(host=settings.uri, name=settings.database, uri_mode=True, strm_lvl="ERROR")

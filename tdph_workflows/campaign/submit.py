@@ -1,0 +1,101 @@
+"""Build campaign items, deduplicate them and add them to the LaunchPad as FireWorks workflows."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..calculators import model_spec
+from ..core.sscha import SSCHASettings
+from ..io.mdr import _material_id
+from . import registry
+from .keys import item_key, structure_fingerprint
+from .settings import DatabaseSettings, launchpad
+from .stores import job_store
+
+
+@dataclass
+class Item:
+    material_id: str
+    source: str
+
+
+@dataclass
+class SubmitReport:
+    new: int
+    skipped: int
+    fireworks: int
+
+
+def _index_atoms(mdr_dir: Path) -> dict[str, int]:
+    """natoms_primitive by tarball name from the phonondb index.csv beside or above the folder."""
+    for candidate in (mdr_dir / "index.csv", mdr_dir.parent / "index.csv"):
+        if candidate.exists():
+            with open(candidate) as fh:
+                return {r["raw_tarball"]: int(r["natoms_primitive"]) for r in csv.DictReader(fh)}
+    return {}
+
+
+def mdr_items(mdr_dir: str | Path, max_atoms: int = 20, limit: int | None = None) -> list[Item]:
+    """Entries of an MDR folder (tarballs or entry folders), filtered by primitive-cell size via index.csv."""
+    mdr_dir = Path(mdr_dir)
+    if not mdr_dir.is_dir():
+        raise FileNotFoundError(f"MDR folder {mdr_dir} not found")
+    natoms = _index_atoms(mdr_dir)
+    entries = sorted(p for p in mdr_dir.iterdir() if p.name.endswith((".tar.lzma", ".tar.xz")) or p.is_dir())
+    items = [Item(_material_id(p), str(p)) for p in entries if natoms.get(p.name, 0) < max_atoms]
+    return items[:limit] if limit else items
+
+
+def structure_items(paths: Iterable[str | Path]) -> list[Item]:
+    return [Item(Path(p).stem, str(Path(p).resolve())) for p in paths]
+
+
+def submit(
+    items: list[Item],
+    db: DatabaseSettings,
+    calculator: str | None = None,
+    temperatures: list[float] = (300.0,),
+    settings: dict | None = None,
+    chunk_size: int = 1,
+    category: str = "gpu",
+    campaign: str = "default",
+    progress: Callable[[int, int], None] | None = None,
+) -> SubmitReport:
+    """Register items by dedup key and add only the new ones, K materials per firework."""
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from .jobs import campaign_chunk_job
+
+    settings = asdict(SSCHASettings(**(settings or {})))
+    temps = [float(t) for t in temperatures]
+    model = calculator or model_spec()
+    coll = registry.collection(db.uri, db.database)
+    new: list[dict] = []
+    for k, item in enumerate(items):
+        try:
+            fingerprint = structure_fingerprint(item.source)
+        except OSError as exc:
+            fingerprint = f"unreadable:{exc}"
+        key = item_key(item.material_id, fingerprint, {"T": temps, **settings}, model)
+        if registry.register(coll, key, item.material_id, item.source, campaign):
+            new.append({"key": key, "material_id": item.material_id, "source": item.source})
+        if progress:
+            progress(k + 1, len(items))
+    lp = launchpad(db)
+    store = job_store(db.uri, db.database)
+    n_fw = 0
+    for start in range(0, len(new), chunk_size):
+        chunk = new[start:start + chunk_size]
+        job = campaign_chunk_job(chunk, calculator, temps, settings, db.uri, db.database)
+        job.name = "tdph " + ",".join(c["material_id"] for c in chunk)[:80]
+        wf = flow_to_workflow(job, store=store)
+        for fw in wf.fws:
+            fw.spec["_category"] = category
+            fw.spec["tdph_keys"] = [c["key"] for c in chunk]
+            fw.spec["tdph_campaign"] = campaign
+        lp.add_wf(wf)
+        n_fw += 1
+    return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw)

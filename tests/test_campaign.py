@@ -1,0 +1,70 @@
+"""Campaign submission and local workers on real FireWorks + SecantusDB (EMT materials, seconds each)."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tdph_workflows.campaign import registry
+from tdph_workflows.campaign.settings import DatabaseSettings, launchpad
+from tdph_workflows.campaign.submit import Item, submit
+from tdph_workflows.campaign.worker import start_workers
+
+SETTINGS = {"min_pairs": 8, "max_pairs": 8, "n_groups": 4}
+
+
+def _fcc(tmp_path, el, a):
+    path = tmp_path / f"{el}.cif"
+    Structure.from_spacegroup(225, Lattice.cubic(a), [el], [[0, 0, 0]]).to(filename=str(path))
+    return Item(el, str(path))
+
+
+@pytest.fixture
+def campaign_db(database, request):
+    db = DatabaseSettings(database.uri, f"c_{request.node.name[:30]}", "embedded")
+    launchpad(db).reset("", require_password=False)
+    return db
+
+
+def _run_workers(db, tmp_path, n=2):
+    for proc in start_workers(n, db.uri, db.database, ["gpu", "cpu"], tmp_path / "work", timeout=300):
+        assert proc.wait(timeout=400) == 0
+
+
+def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_path):
+    items = [_fcc(tmp_path, "Al", 4.05), _fcc(tmp_path, "Cu", 3.61), _fcc(tmp_path, "Ni", 3.52)]
+    corrupt = tmp_path / "broken.cif"
+    corrupt.write_text("data_x\n_cell_length_a oops\n")
+    unsupported = _fcc(tmp_path, "Ca", 5.58)  # EMT has no parameters for Ca
+    items += [Item("broken", str(corrupt)), unsupported]
+    report = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS,
+                    chunk_size=1, category="cpu", campaign="t1")
+    assert (report.new, report.skipped, report.fireworks) == (5, 0, 5)
+    _run_workers(campaign_db, tmp_path)
+
+    lp = launchpad(campaign_db)
+    states = {fw["spec"]["tdph_keys"][0]: fw["state"] for fw in lp.fireworks.find({}, {"spec.tdph_keys": 1, "state": 1})}
+    coll = registry.collection(campaign_db.uri, campaign_db.database)
+    records = {r["material_id"]: r for r in coll.find({"campaign": "t1"})}
+    for el in ("Al", "Cu", "Ni"):
+        assert records[el]["state"] == "COMPLETED" and states[records[el]["key"]] == "COMPLETED"
+        assert records[el]["summary"]["temperatures"][0]["l2_shift"] > 0
+    for bad, reason in (("broken", "broken.cif"), ("Ca", "Ca")):
+        assert records[bad]["state"] == "FAILED" and reason in records[bad]["error"]
+        assert states[records[bad]["key"]] == "FIZZLED"
+    assert registry.counts(coll, "t1") == {"COMPLETED": 3, "FAILED": 2}
+
+    again = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS, campaign="t1")
+    assert (again.new, again.fireworks) == (0, 0)  # resubmission computes nothing new
+
+
+def test_chunked_mode_stores_each_material(campaign_db, tmp_path):
+    items = [_fcc(tmp_path, el, a) for el, a in (("Al", 4.05), ("Cu", 3.61), ("Ni", 3.52), ("Ag", 4.09))]
+    report = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS,
+                    chunk_size=2, campaign="t2")
+    assert report.fireworks == 2
+    _run_workers(campaign_db, tmp_path, n=1)
+    coll = registry.collection(campaign_db.uri, campaign_db.database)
+    records = list(coll.find({"campaign": "t2"}))
+    assert len(records) == 4 and all(r["state"] == "COMPLETED" for r in records)
+    assert len({r["job_uuid"] for r in records}) == 2  # two jobs, four individual records
