@@ -173,5 +173,18 @@ def db_status(data_dir: DataDirOption = None, port: PortOption = None) -> None:
         raise typer.Exit(1)
 
 
+def _register_campaign_commands() -> None:
+    from . import cli_campaign as cc
+
+    app.add_typer(cc.campaign_app, name="campaign")
+    app.add_typer(cc.config_app, name="config")
+    app.command("worker")(cc.worker_cmd)
+    app.command("query")(cc.query_cmd)
+    app.command("demo")(cc.demo_cmd)
+
+
+_register_campaign_commands()
+
+
 def main() -> None:
     app()

@@ -49,4 +49,7 @@ def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = Tru
 def launchpad(settings: DatabaseSettings):
     from fireworks import LaunchPad
 
-    return LaunchPad(host=settings.uri, name=settings.database, uri_mode=True, strm_lvl="ERROR")
+    lp = LaunchPad(host=settings.uri, name=settings.database, uri_mode=True, strm_lvl="ERROR")
+    if lp.fw_id_assigner.count_documents({}) == 0:  # a fresh database: initialize FireWorks' collections
+        lp.reset("", require_password=False)
+    return lp

@@ -74,14 +74,16 @@ def submit(
     model = calculator or model_spec()
     coll = registry.collection(db.uri, db.database)
     new: list[dict] = []
+    seen: set[str] = set()
     for k, item in enumerate(items):
         try:
             fingerprint = structure_fingerprint(item.source)
         except OSError as exc:
             fingerprint = f"unreadable:{exc}"
         key = item_key(item.material_id, fingerprint, {"T": temps, **settings}, model)
-        if registry.register(coll, key, item.material_id, item.source, campaign):
+        if key not in seen and coll.count_documents({"key": key}, limit=1) == 0:
             new.append({"key": key, "material_id": item.material_id, "source": item.source})
+        seen.add(key)
         if progress:
             progress(k + 1, len(items))
     lp = launchpad(db)
@@ -97,5 +99,8 @@ def submit(
             fw.spec["tdph_keys"] = [c["key"] for c in chunk]
             fw.spec["tdph_campaign"] = campaign
         lp.add_wf(wf)
+        # registered only once its firework exists, so a failed submission leaves nothing stranded
+        for c in chunk:
+            registry.register(coll, c["key"], c["material_id"], c["source"], campaign)
         n_fw += 1
     return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw)

@@ -27,8 +27,13 @@ def start_workers(n: int, uri: str, database: str, categories: list[str], work_d
            "--work-dir", str(work_dir), "--categories", *categories]
     if timeout:
         cmd += ["--timeout", str(timeout)]
-    return [subprocess.Popen(cmd, env={**os.environ, "TDPH_TORCH_THREADS": os.environ.get("TDPH_TORCH_THREADS", "1")})
-            for _ in range(n)]
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TDPH_TORCH_THREADS": os.environ.get("TDPH_TORCH_THREADS", "1")}
+    procs = []
+    for k in range(n):  # rocket logs go to a file per worker, not the terminal
+        log = open(Path(work_dir) / f"worker-{k}.log", "ab")  # noqa: SIM115 (owned by the child)
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    return procs
 
 
 def main() -> None:
