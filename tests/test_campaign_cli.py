@@ -1,0 +1,76 @@
+"""The campaign commands as a user types them (CliRunner), on the test database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from pymatgen.core import Lattice, Structure
+from typer.testing import CliRunner
+
+from tdph_workflows.campaign.settings import DatabaseSettings, launchpad
+from tdph_workflows.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(database, monkeypatch, request):
+    name = f"cli_{request.node.name[:30]}"
+    monkeypatch.setenv("TDPH_DB_URI", database.uri)
+    monkeypatch.setenv("TDPH_DB_NAME", name)
+    launchpad(DatabaseSettings(database.uri, name, "env")).reset("", require_password=False)
+    return name
+
+
+def _cif(tmp_path, el, a):
+    path = tmp_path / f"{el}.cif"
+    Structure.from_spacegroup(225, Lattice.cubic(a), [el], [[0, 0, 0]]).to(filename=str(path))
+    return str(path)
+
+
+def test_submit_worker_status_query_rerun(env, tmp_path):
+    runner = CliRunner()
+    files = [_cif(tmp_path, "Al", 4.05), _cif(tmp_path, "Cu", 3.61)]
+    bad = tmp_path / "bad.cif"
+    bad.write_text("garbage")
+    res = runner.invoke(app, ["campaign", "submit", *files, str(bad), "--model", "emt", "--campaign", "c",
+                              "--category", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "3 new materials in 3 fireworks" in res.output
+    res = runner.invoke(app, ["worker", "--n", "2", "--work-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["campaign", "status", "--campaign", "c"])
+    assert "COMPLETED" in res.output and "FAILED" in res.output and "bad.cif" in res.output
+    res = runner.invoke(app, ["query", "--format", "json"])
+    rows = json.loads(res.output)
+    assert {r["material_id"] for r in rows} == {"Al", "Cu"}
+    assert rows[0]["r_onsite_max"] >= rows[1]["r_onsite_max"] > 0
+    res = runner.invoke(app, ["query", "--element", "Cu", "--format", "csv"])
+    assert res.output.splitlines()[0].startswith("material_id,") and len(res.output.splitlines()) == 2
+    res = runner.invoke(app, ["query", "--spacegroup", "221", "--format", "json"])
+    assert json.loads(res.output) == []
+    res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c"])
+    assert "0 new materials" in res.output
+    res = runner.invoke(app, ["campaign", "rerun", "--state", "FIZZLED"])
+    assert "rerun 1 FIZZLED" in res.output
+
+
+def test_config_check_accepts_the_shipped_files_and_names_problems(tmp_path):
+    runner = CliRunner()
+    shutil.copy(ROOT / "launchpad.yaml", tmp_path)
+    shutil.copytree(ROOT / "fw_config", tmp_path / "fw_config")
+    (tmp_path / "fw_logs").mkdir()
+    res = runner.invoke(app, ["config", "check", "--root", str(tmp_path), "--no-ping"])
+    assert res.exit_code == 0, res.output
+    fworker = tmp_path / "fw_config" / "my_fworker_gpu.yaml"
+    spec = yaml.safe_load(fworker.read_text())
+    del spec["category"]
+    fworker.write_text(yaml.safe_dump(spec))
+    (tmp_path / "fw_logs").rmdir()
+    res = CliRunner().invoke(app, ["config", "check", "--root", str(tmp_path), "--no-ping"], terminal_width=200)
+    assert res.exit_code == 1
+    assert "missing keys: category" in res.output and "logdir fw_logs does not exist" in res.output
