@@ -104,3 +104,18 @@ def database(tmp_path_factory):
     db.start()
     yield db
     db.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The one-node SLURM cluster started by scripts/slurm-local.sh (test.sh starts it when root)."""
+    import shutil
+    import subprocess
+
+    ok = shutil.which("sinfo") and subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True,
+                                                   timeout=20).stdout.strip()
+    if not ok:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("no SLURM cluster: scripts/slurm-local.sh start must run before the tests in CI")
+        pytest.skip("no SLURM cluster (run scripts/slurm-local.sh start as root)")
+    return ok
