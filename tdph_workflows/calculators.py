@@ -78,6 +78,21 @@ def _load_potential(spec: str, dtype: str):
     return pot
 
 
+@functools.lru_cache(maxsize=16)
+def model_fingerprint(spec: str) -> str | None:
+    """sha256 (16 hex) of a model folder's files, for provenance; None for names and other calculators."""
+    import hashlib
+
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for name in MODEL_FILES:
+        if (path / name).is_file():
+            h.update((path / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def apply_torch_threads() -> None:
     """``TDPH_TORCH_THREADS`` (1 is fastest per worker on CPU) applied on every resolve, not only the first load."""
     threads = os.environ.get("TDPH_TORCH_THREADS")

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -285,6 +284,3 @@ def config_check(root: Annotated[Path, typer.Option(help="Repository root with l
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)

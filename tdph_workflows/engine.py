@@ -20,7 +20,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Lattice, Structure
 
 from . import __version__
-from .calculators import ForceModel, check_elements, model_spec, resolve_calculator
+from .calculators import ForceModel, check_elements, model_fingerprint, model_spec, resolve_calculator
 from .core import phonons
 from .core.sscha import OneShotSSCHA, SSCHASettings, TemperatureOutcome
 from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
@@ -283,6 +283,7 @@ def renormalize(
         provenance=Provenance(
             code_version=__version__,
             calculator=stage.calc_name,
+            model_hash=model_fingerprint(stage.calc_name),
             host=socket.gethostname(),
             python=platform.python_version(),
             started=stage.started or datetime.datetime.now(datetime.UTC).isoformat(),

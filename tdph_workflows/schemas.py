@@ -76,6 +76,7 @@ class RelaxationInfo(BaseModel):
 class Provenance(BaseModel):
     code_version: str
     calculator: str = Field(description="Model folder/name or calculator class")
+    model_hash: str | None = Field(None, description="sha256 (16 hex) of the model folder's files")
     host: str
     python: str
     started: str

@@ -36,10 +36,12 @@ def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_pat
     corrupt = tmp_path / "broken.cif"
     corrupt.write_text("data_x\n_cell_length_a oops\n")
     unsupported = _fcc(tmp_path, "Ca", 5.58)  # EMT has no parameters for Ca
-    items += [Item("broken", str(corrupt)), unsupported]
+    tarball = tmp_path / "materials-id-999-x-pm-3m-221.tar.lzma"
+    tarball.write_bytes(bytes(range(256)) * 8)  # a corrupt MDR entry
+    items += [Item("broken", str(corrupt)), unsupported, Item("mp-999", str(tarball))]
     report = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS,
                     chunk_size=1, category="cpu", campaign="t1")
-    assert (report.new, report.skipped, report.fireworks) == (5, 0, 5)
+    assert (report.new, report.skipped, report.fireworks) == (6, 0, 6)
     _run_workers(campaign_db, tmp_path)
 
     lp = launchpad(campaign_db)
@@ -49,10 +51,10 @@ def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_pat
     for el in ("Al", "Cu", "Ni"):
         assert records[el]["state"] == "COMPLETED" and states[records[el]["key"]] == "COMPLETED"
         assert records[el]["summary"]["temperatures"][0]["l2_shift"] > 0
-    for bad, reason in (("broken", "broken.cif"), ("Ca", "Ca")):
+    for bad, reason in (("broken", "broken.cif"), ("Ca", "Ca"), ("mp-999", "corrupt or unreadable MDR entry")):
         assert records[bad]["state"] == "FAILED" and reason in records[bad]["error"]
         assert states[records[bad]["key"]] == "FIZZLED"
-    assert registry.counts(coll, "t1") == {"COMPLETED": 3, "FAILED": 2}
+    assert registry.counts(coll, "t1") == {"COMPLETED": 3, "FAILED": 3}
 
     again = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS, campaign="t1")
     assert (again.new, again.fireworks) == (0, 0)  # resubmission computes nothing new

@@ -98,7 +98,7 @@ def test_every_form_loads_and_agrees(mdr_dir, tmp_path, mp_id, folder, tarball):
         assert entry.source == str(path)
         entries[name] = entry
     ref = entries["phonopy_params.yaml.xz"]
-    for name, entry in entries.items():
+    for entry in entries.values():
         if entry is not ref:
             _assert_same_entry(entry, ref)
 

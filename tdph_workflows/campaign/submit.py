@@ -20,6 +20,7 @@ from .stores import job_store
 class Item:
     material_id: str
     source: str
+    cost_hint: int = 0  # e.g. supercell atoms: larger runs first, so no long material is left for the end
 
 
 @dataclass
@@ -29,12 +30,13 @@ class SubmitReport:
     fireworks: int
 
 
-def _index_atoms(mdr_dir: Path) -> dict[str, int]:
-    """natoms_primitive by tarball name from the phonondb index.csv beside or above the folder."""
+def _index_atoms(mdr_dir: Path) -> dict[str, tuple[int, int]]:
+    """(natoms_primitive, natoms_supercell) by tarball name from the phonondb index.csv beside or above the folder."""
     for candidate in (mdr_dir / "index.csv", mdr_dir.parent / "index.csv"):
         if candidate.exists():
             with open(candidate) as fh:
-                return {r["raw_tarball"]: int(r["natoms_primitive"]) for r in csv.DictReader(fh)}
+                return {r["raw_tarball"]: (int(r["natoms_primitive"]), int(r["natoms_supercell"]))
+                        for r in csv.DictReader(fh)}
     return {}
 
 
@@ -45,7 +47,8 @@ def mdr_items(mdr_dir: str | Path, max_atoms: int = 20, limit: int | None = None
         raise FileNotFoundError(f"MDR folder {mdr_dir} not found")
     natoms = _index_atoms(mdr_dir)
     entries = sorted(p for p in mdr_dir.iterdir() if p.name.endswith((".tar.lzma", ".tar.xz")) or p.is_dir())
-    items = [Item(_material_id(p), str(p)) for p in entries if natoms.get(p.name, 0) < max_atoms]
+    items = [Item(_material_id(p), str(p), natoms.get(p.name, (0, 0))[1]) for p in entries
+             if natoms.get(p.name, (0, 0))[0] < max_atoms]
     return items[:limit] if limit else items
 
 
@@ -82,13 +85,15 @@ def submit(
             fingerprint = f"unreadable:{exc}"
         key = item_key(item.material_id, fingerprint, {"T": temps, **settings}, model)
         if key not in seen and coll.count_documents({"key": key}, limit=1) == 0:
-            new.append({"key": key, "material_id": item.material_id, "source": item.source})
+            new.append({"key": key, "material_id": item.material_id, "source": item.source,
+                        "cost_hint": item.cost_hint})
         seen.add(key)
         if progress:
             progress(k + 1, len(items))
     lp = launchpad(db)
     store = job_store(db.uri, db.database)
     n_fw = 0
+    new.sort(key=lambda c: -c["cost_hint"])  # longest first: a short tail when the workers run out
     for start in range(0, len(new), chunk_size):
         chunk = new[start:start + chunk_size]
         job = campaign_chunk_job(chunk, calculator, temps, settings, db.uri, db.database)
@@ -98,6 +103,7 @@ def submit(
             fw.spec["_category"] = category
             fw.spec["tdph_keys"] = [c["key"] for c in chunk]
             fw.spec["tdph_campaign"] = campaign
+            fw.spec["_priority"] = max(c["cost_hint"] for c in chunk)
         lp.add_wf(wf)
         # registered only once its firework exists, so a failed submission leaves nothing stranded
         for c in chunk:
