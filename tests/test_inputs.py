@@ -7,7 +7,6 @@ must give the same phonopy setup and the same DFT force constants.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 import pytest
 from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Lattice, Structure
+
+from conftest import require
 
 from tdph_workflows.io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from tdph_workflows.io.structures import InputError, default_supercell_matrix, to_phonopy_atoms
@@ -30,12 +31,8 @@ LINBO3_TARBALL = "materials-id-3731-linbo3-r3c-161.tar.lzma"
 
 
 def _need(path: Path) -> Path:
-    """Like conftest.require, for files below the shared data folder."""
-    if path.exists():
-        return path
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{path} missing: CI needs the complete ../shared/data")
-    pytest.skip(f"{path} not found")
+    """conftest.require for files below the shared data folder."""
+    return require(path, path.name)
 
 
 @pytest.fixture(scope="module")
