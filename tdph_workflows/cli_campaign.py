@@ -160,15 +160,19 @@ def query_rows(db, r_onsite_min=None, element=None, spacegroup=None, campaign=No
     return sorted(rows, key=lambda r: -r["r_onsite_max"])
 
 
+def _write_csv(rows: list[dict], fh) -> None:
+    if rows:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def emit_rows(rows: list[dict], fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(rows, indent=1))
     elif fmt == "csv":
         buf = io.StringIO()
-        if rows:
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        _write_csv(rows, buf)
         print(buf.getvalue(), end="")
     elif fmt == "table":
         table = Table(title=f"{len(rows)} materials, ranked by max R_onsite")
@@ -234,10 +238,7 @@ def demo_cmd(
     n_plots = write_dispersion_plots(db, "demo", out)
     console.print(f"wrote {n_plots} dispersion plots (harmonic vs 300 K) under {out}")
     with open(out / "ranked.csv", "w") as fh:
-        if rows:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        _write_csv(rows, fh)
     console.print(f"wrote {out / 'ranked.csv'}")
 
 

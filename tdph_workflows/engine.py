@@ -40,8 +40,9 @@ from .schemas import (
 StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
 
 
-def _spectrum(phonon: Phonopy, fc: np.ndarray, with_bands: bool = True) -> PhononSpectrum:
-    freqs = phonons.commensurate_frequencies(phonon, fc)
+def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None) -> PhononSpectrum:
+    """Commensurate (given or computed), high-symmetry-point, band and DOS frequencies of ``fc``."""
+    freqs = phonons.commensurate_frequencies(phonon, fc) if freqs is None else freqs
     points, path = phonons.special_points(phonon.primitive)
     labels = sorted({lbl for seg in path for lbl in seg})
     qpts = np.array([points[lbl] for lbl in labels])
@@ -51,9 +52,18 @@ def _spectrum(phonon: Phonopy, fc: np.ndarray, with_bands: bool = True) -> Phono
         min_frequency=float(freqs.min()),
         n_imaginary=int((freqs < -0.1).sum()),
         special_points={lbl.replace("GAMMA", "Γ"): f.tolist() for lbl, f in zip(labels, special, strict=True)},
-        band_structure=phonons.band_structure(phonon, fc) if with_bands else {},
-        dos=phonons.total_dos(phonon, fc) if with_bands else {},
+        band_structure=phonons.band_structure(phonon, fc),
+        dos=phonons.total_dos(phonon, fc),
     )
+
+
+def check_temperatures(temperatures: Sequence[float], material_id: str | None = None) -> list[float]:
+    """Finite, non-negative temperatures as floats; ``InputError`` (a ValueError) otherwise."""
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+        prefix = f"{material_id}: " if material_id else ""
+        raise InputError(f"{prefix}temperatures must be finite and >= 0 K, got {list(temperatures)}")
+    return temps
 
 
 def _wyckoffs(unitcell: PhonopyAtoms, symprec: float) -> list[str]:
@@ -179,11 +189,16 @@ class HarmonicStage:
         if doc.harmonic_force_constants is None:
             raise InputError(f"{doc.material_id}: the harmonic document carries no force constants")
         calc, calc_name = _calculator(calculator)
-        unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
-        phonon = phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
+        unitcell, phonon = phonopy_from_document(doc)
         return cls(doc.material_id, doc.formula, unitcell, phonon, np.array(doc.harmonic_force_constants),
                    np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
                    doc.relaxation, calc, calc_name, dict(doc.timings))
+
+
+def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtoms, Phonopy]:
+    """Unit cell and phonopy object (no force constants) of a stored harmonic or full result."""
+    unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
+    return unitcell, phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
 
 
 def _structure_dict(unitcell: PhonopyAtoms) -> dict:
@@ -250,9 +265,7 @@ def renormalize(
     progress = progress or (lambda msg: None)
     t_all = time.perf_counter()
     settings = _effective_settings(settings)
-    temps = [float(t) for t in temperatures]
-    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
-        raise InputError(f"{stage.material_id}: temperatures must be finite and >= 0 K, got {list(temperatures)}")
+    temps = check_temperatures(temperatures, stage.material_id)
     phonon, supercell = stage.phonon, stage.phonon.supercell
     model = ForceModel(stage.calc, phonopy_to_ase(supercell), stage.material_id)
     engine = OneShotSSCHA(phonon, stage.force_constants, model.forces, model.hessian, settings, progress,
@@ -265,7 +278,7 @@ def renormalize(
         progress(f"{stage.material_id}: one-shot SSCHA at {temp:g} K ({settings.estimator})")
         outcome: TemperatureOutcome = engine.run_temperature(temp)
         t0 = time.perf_counter()
-        spectrum = _spectrum(phonon, outcome.force_constants)
+        spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies)
         outcome.timings["observables"] = time.perf_counter() - t0
         results.append(_temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom,
                                              keep_force_constants))
@@ -331,9 +344,7 @@ def run_temperature_phonons(
         With ``estimator="hessian"`` and default statistics, 4 pairs in 4
         jackknife groups are used (a Hessian costs ~3N force calls).
     """
-    temps = [float(t) for t in temperatures]
-    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
-        raise InputError(f"temperatures must be finite and >= 0 K, got {temperatures}")
-    settings = _effective_settings(settings)  # validate before any potential call
+    temps = check_temperatures(temperatures)  # validate before any potential call
+    settings = _effective_settings(settings)
     stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress)
     return renormalize(stage, temps, settings, keep_force_constants, progress)

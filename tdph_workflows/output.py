@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Structure
 
-from .core.phonons import build_phonopy
-from .io.structures import to_phonopy_atoms
+from .engine import phonopy_from_document
 from .plotting import plot_dispersion
 from .schemas import TDPHResult
 
 
 def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
-    unitcell = to_phonopy_atoms(Structure.from_dict(result.unitcell), result.material_id)
-    ph = build_phonopy(unitcell, np.array(result.supercell_matrix), np.array(result.primitive_matrix))
+    _, ph = phonopy_from_document(result)
     ph.force_constants = np.asarray(force_constants, float)
     return ph
 

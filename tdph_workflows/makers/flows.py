@@ -5,19 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from jobflow import Flow, Job, Maker
 
 from ..core.sscha import SSCHASettings
-from ..engine import StructureLike
+from ..engine import StructureLike, check_temperatures
 from .jobs import harmonic_job, material_job, metrics_job, relax_job, sscha_job
-
-
-def _check_temperatures(temperatures) -> list[float]:
-    temps = [float(t) for t in temperatures]
-    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
-        raise ValueError(f"temperatures must be finite and >= 0 K, got {temperatures}")
-    return temps
 
 
 @dataclass
@@ -86,7 +78,7 @@ class OneShotSSCHAMaker(Maker):
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # fail before any job runs
-        self.temperatures = _check_temperatures(self.temperatures)
+        self.temperatures = check_temperatures(self.temperatures)
         self.settings = asdict(SSCHASettings(**self.settings))
 
     def make(self, harmonic: Any) -> Job:
@@ -142,7 +134,7 @@ class TDPHMaterialMaker(Maker):
     relax: bool = False
 
     def __post_init__(self) -> None:
-        self.temperatures = _check_temperatures(self.temperatures)
+        self.temperatures = check_temperatures(self.temperatures)
         self.settings = asdict(SSCHASettings(**self.settings))
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
