@@ -6,7 +6,9 @@ from typing import Any
 
 import json
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from .packing import pack_tree, unpack_tree
 
 
 class SiteRenormalization(BaseModel):
@@ -103,6 +105,21 @@ class _MaterialHeader(BaseModel):
 
     _unitcell_dict = field_validator("unitcell", mode="before")(structure_as_dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unpack_arrays(cls, data: Any) -> Any:
+        return unpack_tree(data) if isinstance(data, dict) else data
+
+    def as_dict(self) -> dict:
+        """MSONable form for jobflow stores: large numeric arrays packed (see ``packing``)."""
+        d = pack_tree(self.model_dump(mode="json"))
+        d.update({"@module": type(self).__module__, "@class": type(self).__name__})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
+
 
 class HarmonicResult(_MaterialHeader):
     """Output of the harmonic step: what the one-shot step needs to continue."""
@@ -121,18 +138,42 @@ class TDPHResult(_MaterialHeader):
     timings: dict[str, float]
     provenance: Provenance
 
-    def as_dict(self) -> dict:
-        """MSONable form (monty's MontyEncoder / jobflow stores)."""
-        d = self.model_dump(mode="json")
-        d.update({"@module": type(self).__module__, "@class": type(self).__name__})
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TDPHResult:
-        return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
-
     def at(self, temperature: float) -> TemperatureResult:
         for t in self.temperatures:
             if abs(t.temperature - temperature) < 1e-6:
                 return t
         raise KeyError(f"no result at {temperature} K")
+
+
+def _register_packed_encoding() -> None:
+    """Make monty (hence jobflow's job store) use ``as_dict`` for result documents.
+
+    monty serializes pydantic models with ``model_dump()`` before looking at ``as_dict``; a
+    registered handler comes first. Older monty without handlers: plain lists, only slower.
+    """
+    try:
+        from monty.json import TypeHandler, register
+    except ImportError:
+        return
+
+    class _ResultHandler(TypeHandler):
+        module = __name__
+        class_name = ("HarmonicResult", "TDPHResult")
+
+        def matches(self, obj: Any) -> bool:
+            return isinstance(obj, _MaterialHeader)
+
+        def encode(self, obj: _MaterialHeader) -> dict:
+            return obj.as_dict()
+
+        def decode(self, d: dict) -> _MaterialHeader:
+            return {"HarmonicResult": HarmonicResult, "TDPHResult": TDPHResult}[d["@class"]].from_dict(d)
+
+        def sanitize(self, obj: _MaterialHeader, recurse: Any, **opts: Any) -> dict:
+            return obj.as_dict()
+
+    register(_ResultHandler())
+
+
+_register_packed_encoding()
+

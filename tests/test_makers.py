@@ -18,6 +18,8 @@ from tdph_workflows.makers import (
     TDPHMaterialMaker,
 )
 from tdph_workflows.makers.jobs import DATA_KEYS
+from tdph_workflows.packing import is_packed
+from tdph_workflows.schemas import TDPHResult
 
 
 @pytest.fixture
@@ -49,7 +51,8 @@ def test_flow_maker_runs_every_step_and_routes_arrays_to_gridfs(store):
     fc_ref = raw["output"]["temperatures"][0]["force_constants"]
     assert set(fc_ref) >= {"blob_uuid", "store"} and fc_ref["store"] == "data"  # a reference, not the array
     loaded = store.get_output(raw["uuid"], load=True)
-    fc = np.array(loaded["temperatures"][0]["force_constants"])
+    assert is_packed(loaded["temperatures"][0]["force_constants"])  # compact binary form in GridFS
+    fc = np.array(TDPHResult.from_dict(loaded).temperatures[0].force_constants)
     assert fc.shape == (8, 8, 3, 3) and np.abs(fc.sum(axis=1)).max() < 1e-8
 
 
