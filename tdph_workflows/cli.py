@@ -181,6 +181,9 @@ def _register_campaign_commands() -> None:
     app.command("worker")(cc.worker_cmd)
     app.command("query")(cc.query_cmd)
     app.command("demo")(cc.demo_cmd)
+    from .cli_finetune import finetune_app
+
+    app.add_typer(finetune_app, name="finetune")
 
 
 _register_campaign_commands()

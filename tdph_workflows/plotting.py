@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .schemas import TDPHResult  # noqa: E402
+from .schemas import TDPHResult
 
 
 def _plot_bands(ax, bands: dict, color: str, label: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 

@@ -11,9 +11,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+import seekpath
 from phonopy import Phonopy
 from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
-import seekpath
 from phonopy.structure.atoms import PhonopyAtoms
 
 from .sampling import is_translation_invariant

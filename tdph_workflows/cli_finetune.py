@@ -1,0 +1,138 @@
+"""`tdph finetune build-dataset | train | evaluate`."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+finetune_app = typer.Typer(help="Fine-tune the potential on MDR harmonic force constants; evaluate vs DFT.",
+                           no_args_is_help=True)
+
+
+def _sources(mdr_dir: Path, limit: int | None, sample: int | None, seed: int, max_atoms: int) -> list[str]:
+    from .campaign.submit import mdr_items
+
+    items = mdr_items(mdr_dir, max_atoms)
+    if sample:
+        items = random.Random(seed).sample(items, min(sample, len(items)))
+    return [i.source for i in (items[:limit] if limit else items)]
+
+
+def _ids(values: list[str] | None, files: list[Path] | None) -> list[str]:
+    """Material ids from the command line and from files (one id per line, or a CSV with an mp_id column)."""
+    ids = list(values or [])
+    for f in files or []:
+        lines = f.read_text().splitlines()
+        if lines and "mp_id" in lines[0].split(","):
+            col = lines[0].split(",").index("mp_id")
+            ids += [line.split(",")[col] for line in lines[1:] if line.strip()]
+        else:
+            ids += [line.strip() for line in lines if line.strip()]
+    return ids
+
+
+MdrDir = Annotated[Path, typer.Option(help="Folder of MDR entries (tarballs or folders)")]
+
+
+@finetune_app.command("build-dataset")
+def build_dataset_cmd(
+    mdr_dir: MdrDir,
+    out: Annotated[Path, typer.Option(help="Dataset folder")] = Path("tdph_finetune/dataset"),
+    limit: Annotated[int | None, typer.Option(help="First N entries")] = None,
+    sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
+    max_atoms: Annotated[int, typer.Option(help="Keep entries with fewer primitive-cell atoms")] = 20,
+    n_configs: Annotated[int, typer.Option(help="Random-displacement supercells per compound")] = 10,
+    u_min: Annotated[float, typer.Option(help="Smallest displacement (A)")] = 0.01,
+    u_max: Annotated[float, typer.Option(help="Largest displacement (A)")] = 0.05,
+    val_fraction: Annotated[float, typer.Option(help="Share of compounds held out")] = 0.05,
+    holdout: Annotated[list[str] | None, typer.Option(help="Material id always held out")] = None,
+    holdout_file: Annotated[list[Path] | None, typer.Option(help="File of ids (or CSV with mp_id) held out")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Model for the energy reference E_ref")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count)")] = None,
+) -> None:
+    """Random displacements of 0.01-0.05 A, F = -Phi u from the DFT force constants, split by compound."""
+    from .finetune.dataset import DatasetSettings, build_dataset
+
+    sources = _sources(mdr_dir, limit, sample, seed, max_atoms)
+    settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction, seed=seed)
+    m = build_dataset(sources, out, settings, _ids(holdout, holdout_file), base_model, workers)
+    c = m["counts"]
+    console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['structures']} structures, "
+                  f"val {c['val']['compounds']} / {c['val']['structures']}; {len(m['skipped'])} skipped")
+    for s in m["skipped"]:
+        console.print(f"  skipped {Path(s['source']).name}: {s['reason']}")
+
+
+@finetune_app.command("train")
+def train_cmd(
+    dataset: Annotated[Path, typer.Option(help="Folder written by build-dataset")] = Path("tdph_finetune/dataset"),
+    out: Annotated[Path, typer.Option(help="Training folder (model/, checkpoints/, training.json)")] = Path(
+        "tdph_finetune/training"),
+    base_model: Annotated[str | None, typer.Option(help="Model to start from (default: the dataset's)")] = None,
+    epochs: Annotated[int, typer.Option()] = 150,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option(help="Initial learning rate")] = 1e-4,
+    schedule: Annotated[str, typer.Option(help="cosine or constant")] = "cosine",
+    energy_weight: Annotated[float, typer.Option(help="Energy loss weight (forces: 1)")] = 0.1,
+    accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
+    devices: Annotated[str, typer.Option(help="Devices (lightning): auto, 1, 4, ...")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from checkpoints/last.ckpt when present")] = True,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune from the pretrained potential; resumes after a kill; writes a matgl model folder."""
+    from .finetune.training import TrainSettings, train
+
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=schedule,  # type: ignore[arg-type]
+                             energy_weight=energy_weight, accelerator=accelerator,
+                             devices=int(devices) if devices.isdigit() else devices, seed=seed)
+    r = train(dataset, out, base_model, settings, resume=resume)
+    per_epoch = sum(r["epoch_seconds"]) / max(1, len(r["epoch_seconds"]))
+    last = r["val_history"][-1]["val_force_mae"] if r["val_history"] else float("nan")
+    console.print(f"model {r['model']}: {r['epochs_completed']} epochs, {per_epoch:.0f} s/epoch, "
+                  f"validation force MAE {last:.4f} eV/A")
+
+
+@finetune_app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[str, typer.Option(help="Model folder/name to evaluate")],
+    mdr_dir: Annotated[Path | None, typer.Option(help="MDR entries to evaluate on")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="Evaluate on this dataset's held-out compounds")] = None,
+    baseline: Annotated[str, typer.Option(help="Model to compare with ('none' for none)")] = "default",
+    limit: Annotated[int | None, typer.Option()] = None,
+    sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for scores.csv, summary.json, parity.png")] = Path(
+        "tdph_finetune/evaluation"),
+) -> None:
+    """Frequencies at commensurate q vs DFT: MAE per compound and overall, parity plot, stability agreement."""
+    from .finetune.evaluation import evaluate
+
+    if dataset:
+        manifest = json.loads((dataset / "manifest.json").read_text())
+        sources = [c["source"] for c in manifest["compounds"] if c["split"] == "val"]
+    elif mdr_dir:
+        sources = _sources(mdr_dir, limit, sample, seed, 10**6)
+    else:
+        console.print("[red]error:[/red] give --mdr-dir or --dataset")
+        raise typer.Exit(2)
+    models = {} if baseline == "none" else {"pretrained" if baseline == "default" else baseline: baseline}
+    models[model] = model
+    summary = evaluate(sources, models, out)
+    table = Table("model", "compounds", "MAE all modes (THz)", "mean MAE per compound", "stability agrees",
+                  "alkali halides", "perovskites")
+    for label, s in summary["by_model"].items():
+        fam = s["by_family"]
+        table.add_row(label, str(s["compounds"]), f"{s['mae_thz_all_modes']:.3f}", f"{s['mae_thz_mean_of_compounds']:.3f}",
+                      f"{100 * s['stability_agreement']:.0f} %",
+                      *(f"{fam[f]['mae_thz_mean_of_compounds']:.3f} ({fam[f]['compounds']})" if f in fam else "-"
+                        for f in ("alkali_halide", "perovskite")))
+    console.print(table)
+    console.print(f"written: {out}/scores.csv, summary.json, parity.png")

@@ -1,0 +1,112 @@
+"""FineTuneMaker: dataset -> training (GPU category) -> zero-shot vs fine-tuned evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobflow import Flow, Maker, job
+from pydantic import BaseModel, Field
+
+
+class FineTuneDatasetDoc(BaseModel):
+    path: str
+    fingerprint: str
+    counts: dict[str, dict[str, int]]
+    n_skipped: int
+    skipped: list[dict[str, str]]
+    validation_sources: list[str] = Field(description="Sources of the held-out compounds (for the evaluation)")
+
+
+class FineTuneDoc(BaseModel):
+    model: str = Field(description="Folder loadable by matgl.load_model and usable as --model")
+    model_hash: str | None
+    base_model: str
+    epochs_completed: int
+    epoch_seconds: list[float]
+    wall_seconds: float
+    val_history: list[dict[str, float]]
+    settings: dict[str, Any]
+
+
+class ModelEvaluationDoc(BaseModel):
+    out_dir: str
+    summary: dict[str, Any]
+
+
+@job
+def build_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout: list[str],
+                      base_model: str | None) -> FineTuneDatasetDoc:
+    from ..finetune.dataset import DatasetSettings, build_dataset
+
+    m = build_dataset(sources, out_dir, DatasetSettings(**settings), holdout, base_model)
+    return FineTuneDatasetDoc(path=out_dir, fingerprint=m["fingerprint"], counts=m["counts"],
+                              n_skipped=len(m["skipped"]), skipped=m["skipped"],
+                              validation_sources=[c["source"] for c in m["compounds"] if c["split"] == "val"])
+
+
+@job
+def train_job(dataset_dir: str, out_dir: str, base_model: str | None, settings: dict) -> FineTuneDoc:
+    from ..finetune.training import TrainSettings, train
+
+    r = train(dataset_dir, out_dir, base_model, TrainSettings(**settings))
+    return FineTuneDoc(model=r["model"], model_hash=r["model_hash"], base_model=r["base_model"],
+                       epochs_completed=r["epochs_completed"], epoch_seconds=r["epoch_seconds"],
+                       wall_seconds=r["wall_seconds"], val_history=r["val_history"], settings=r["settings"])
+
+
+@job
+def evaluate_job(sources: list[str], models: dict[str, str], out_dir: str) -> ModelEvaluationDoc:
+    from ..finetune.evaluation import evaluate
+
+    return ModelEvaluationDoc(out_dir=out_dir, summary=evaluate(sources, models, out_dir))
+
+
+@dataclass
+class FineTuneMaker(Maker):
+    """Fine-tune a matgl potential on MDR entries and compare it with the base model on held-out compounds.
+
+    Parameters
+    ----------
+    work_dir
+        Folder for dataset/, training/ and evaluation/ (shared storage on a cluster).
+    base_model
+        Model folder or matgl name to start from; None = TDPH_MODEL or the default.
+    dataset_settings, train_settings
+        Fields of ``DatasetSettings`` and ``TrainSettings``.
+    holdout
+        Material ids always held out of training (evaluated).
+    train_category
+        FireWorks category of the training job (``gpu``); the other two run as ``cpu``.
+    """
+
+    name: str = "tdph fine-tune"
+    work_dir: str = "tdph_finetune"
+    base_model: str | None = None
+    dataset_settings: dict[str, Any] = field(default_factory=dict)
+    train_settings: dict[str, Any] = field(default_factory=dict)
+    holdout: list[str] = field(default_factory=list)
+    train_category: str = "gpu"
+
+    def __post_init__(self) -> None:  # bad settings fail here, before any job runs
+        from ..finetune.dataset import DatasetSettings
+        from ..finetune.training import TrainSettings
+
+        self.dataset_settings = asdict(DatasetSettings(**self.dataset_settings))
+        self.train_settings = asdict(TrainSettings(**self.train_settings))
+
+    def make(self, sources: list[str | Path]) -> Flow:
+        root = Path(self.work_dir).resolve()
+        data = build_dataset_job([str(s) for s in sources], str(root / "dataset"), self.dataset_settings,
+                                 list(self.holdout), self.base_model)
+        data.name = "tdph fine-tune dataset"
+        fit = train_job(data.output.path, str(root / "training"), self.base_model, self.train_settings)
+        fit.name = "tdph fine-tune train"
+        fit.update_config({"manager_config": {"_category": self.train_category}})
+        models = {"pretrained": self.base_model or "default", "fine-tuned": fit.output.model}
+        check = evaluate_job(data.output.validation_sources, models, str(root / "evaluation"))
+        check.name = "tdph fine-tune evaluate"
+        for j in (data, check):
+            j.update_config({"manager_config": {"_category": "cpu"}})
+        return Flow([data, fit, check], output=check.output, name=self.name)
