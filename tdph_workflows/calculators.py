@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "M3GNet-PES-MatPES-PBE-2025.2"
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
+SHIPPED_MODELS = Path(__file__).parent / "models"  # the project's own weights, selectable by folder name
+
+
+def shipped_model(spec: str) -> Path | None:
+    """The folder of a model shipped with tdph (e.g. ``TDPH-M3GNet-MDR-PBEsol``), else None."""
+    path = SHIPPED_MODELS / spec
+    return path if "/" not in spec and spec and (path / "model.json").is_file() else None
 
 
 class ModelError(RuntimeError):
@@ -55,7 +62,7 @@ def load_potential(spec: str | None = None, dtype: str = "float32"):
 def _load_potential(spec: str, dtype: str):
     import matgl
 
-    path = Path(spec).expanduser()
+    path = shipped_model(spec) or Path(spec).expanduser()
     if path.is_dir():
         missing = [f for f in MODEL_FILES if not (path / f).is_file()]
         if missing:
@@ -83,7 +90,7 @@ def model_fingerprint(spec: str) -> str | None:
     """sha256 (16 hex) of a model folder's files, for provenance; None for names and other calculators."""
     import hashlib
 
-    path = Path(spec).expanduser()
+    path = shipped_model(spec) or Path(spec).expanduser()
     if not path.is_dir():
         return None
     h = hashlib.sha256()

@@ -16,13 +16,19 @@ finetune_app = typer.Typer(help="Fine-tune the potential on MDR harmonic force c
                            no_args_is_help=True)
 
 
-def _sources(mdr_dir: Path, limit: int | None, sample: int | None, seed: int, max_atoms: int) -> list[str]:
+def _sources(mdr_dir: Path, limit: int | None, sample: int | None, seed: int, max_atoms: int,
+             max_supercell_atoms: int | None = None, include: list[str] = ()) -> list[str]:
+    """Entries of mdr_dir (filtered, sampled), plus every entry whose id is in ``include`` (hold-outs)."""
     from .campaign.submit import mdr_items
 
-    items = mdr_items(mdr_dir, max_atoms)
+    every = mdr_items(mdr_dir, max_atoms)
+    items = [i for i in every if not max_supercell_atoms or 0 < i.cost_hint <= max_supercell_atoms]
     if sample:
         items = random.Random(seed).sample(items, min(sample, len(items)))
-    return [i.source for i in (items[:limit] if limit else items)]
+    items = items[:limit] if limit else items
+    chosen = {i.material_id for i in items}
+    items += [i for i in every if i.material_id in set(include) and i.material_id not in chosen]
+    return [i.source for i in items]
 
 
 def _ids(values: list[str] | None, files: list[Path] | None) -> list[str]:
@@ -34,7 +40,7 @@ def _ids(values: list[str] | None, files: list[Path] | None) -> list[str]:
             col = lines[0].split(",").index("mp_id")
             ids += [line.split(",")[col] for line in lines[1:] if line.strip()]
         else:
-            ids += [line.strip() for line in lines if line.strip()]
+            ids += [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
     return ids
 
 
@@ -48,22 +54,33 @@ def build_dataset_cmd(
     limit: Annotated[int | None, typer.Option(help="First N entries")] = None,
     sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
     max_atoms: Annotated[int, typer.Option(help="Keep entries with fewer primitive-cell atoms")] = 20,
+    max_supercell_atoms: Annotated[int | None, typer.Option(help="Keep entries with supercells up to this size "
+                                                                 "(index.csv)")] = None,
     n_configs: Annotated[int, typer.Option(help="Random-displacement supercells per compound")] = 10,
     u_min: Annotated[float, typer.Option(help="Smallest displacement (A)")] = 0.01,
     u_max: Annotated[float, typer.Option(help="Largest displacement (A)")] = 0.05,
     val_fraction: Annotated[float, typer.Option(help="Share of compounds held out")] = 0.05,
+    max_imaginary: Annotated[float, typer.Option(help="Skip entries with a DFT mode below -this (THz)")] = 8.0,
     holdout: Annotated[list[str] | None, typer.Option(help="Material id always held out")] = None,
     holdout_file: Annotated[list[Path] | None, typer.Option(help="File of ids (or CSV with mp_id) held out")] = None,
+    include_file: Annotated[list[Path] | None, typer.Option(help="File of ids always in the dataset (split as "
+                                                                  "usual)")] = None,
     base_model: Annotated[str | None, typer.Option(help="Model for the energy reference E_ref")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count)")] = None,
 ) -> None:
-    """Random displacements of 0.01-0.05 A, F = -Phi u from the DFT force constants, split by compound."""
+    """Random displacements of 0.01-0.05 A, F = -Phi u from the DFT force constants, split by compound.
+
+    Hold-out ids are always in the validation split, and added from --mdr-dir when not sampled.
+    """
     from .finetune.dataset import DatasetSettings, build_dataset
 
-    sources = _sources(mdr_dir, limit, sample, seed, max_atoms)
-    settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction, seed=seed)
-    m = build_dataset(sources, out, settings, _ids(holdout, holdout_file), base_model, workers)
+    held_out = _ids(holdout, holdout_file)
+    sources = _sources(mdr_dir, limit, sample, seed, max_atoms, max_supercell_atoms,
+                       held_out + _ids(None, include_file))
+    settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction, seed=seed,
+                               max_imaginary_thz=max_imaginary)
+    m = build_dataset(sources, out, settings, held_out, base_model, workers)
     c = m["counts"]
     console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['structures']} structures, "
                   f"val {c['val']['compounds']} / {c['val']['structures']}; {len(m['skipped'])} skipped")
@@ -123,11 +140,11 @@ def evaluate_cmd(
     else:
         console.print("[red]error:[/red] give --mdr-dir or --dataset")
         raise typer.Exit(2)
-    models = {} if baseline == "none" else {"pretrained" if baseline == "default" else baseline: baseline}
-    models[model] = model
+    models = {} if baseline == "none" else {"pretrained" if baseline == "default" else Path(baseline).name: baseline}
+    models["fine-tuned" if "fine-tuned" not in models else model] = model
     summary = evaluate(sources, models, out)
-    table = Table("model", "compounds", "MAE all modes (THz)", "mean MAE per compound", "stability agrees",
-                  "alkali halides", "perovskites")
+    table = Table("model", "n", "MAE (THz)", "per compound", "stability", "alkali halides", "perovskites",
+                  title="Harmonic frequencies vs DFT at commensurate q (MAE in THz; n compounds)")
     for label, s in summary["by_model"].items():
         fam = s["by_family"]
         table.add_row(label, str(s["compounds"]), f"{s['mae_thz_all_modes']:.3f}", f"{s['mae_thz_mean_of_compounds']:.3f}",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase.calculators.calculator import Calculator
+from pymatgen.core import Composition
 
 from .calculators import ForceModel
 from .core import phonons
@@ -40,10 +41,9 @@ def compare_harmonic_to_dft(entry: MDREntry, calc: Calculator) -> HarmonicCompar
     f_ref = model.forces(ph.supercell.positions[None])[0]
     fc_model, _ = phonons.harmonic_force_constants(ph, model.forces, reference_forces=f_ref)
     fc_dft = entry.dft_force_constants()
-    formula = ph.primitive.get_chemical_formula_string() if hasattr(ph.primitive, "get_chemical_formula_string") else ""
     return HarmonicComparison(
         material_id=entry.material_id,
-        formula=formula or "".join(ph.unitcell.symbols),
+        formula=Composition("".join(ph.primitive.symbols)).reduced_formula,
         frequencies_model=phonons.commensurate_frequencies(ph, fc_model),
         frequencies_dft=phonons.commensurate_frequencies(ph, fc_dft),
         max_residual_force=float(np.linalg.norm(f_ref, axis=1).max()),

@@ -218,3 +218,26 @@ def test_finetune_cli_build_train_evaluate(small_sources, model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert len(summary["by_model"]) == 2 and all(s["compounds"] == 1 for s in summary["by_model"].values())
+
+
+def test_finetune_maker_runs_end_to_end_on_the_job_store(small_sources, model_dir, database, tmp_path):
+    from jobflow import run_locally
+
+    from tdph_workflows.campaign.stores import job_store
+    from tdph_workflows.makers import FineTuneMaker
+
+    store = job_store(database.uri, database="test_finetune_maker")
+    maker = FineTuneMaker(work_dir=str(tmp_path), base_model=str(model_dir),
+                          dataset_settings={"n_configs": 2, "val_fraction": 0.3},
+                          train_settings={"epochs": 1, "batch_size": 2, "accelerator": "cpu"})
+    flow = maker.make(small_sources)
+    run_locally(flow, store=store, ensure_success=True)
+    store.connect()
+    try:
+        out = store.get_output(flow.jobs[2].uuid)
+        fit = store.get_output(flow.jobs[1].uuid)
+    finally:
+        store.close()
+    assert set(out["summary"]["by_model"]) == {"pretrained", "fine-tuned"}
+    assert all(s["compounds"] == 1 for s in out["summary"]["by_model"].values())
+    assert fit["epochs_completed"] == 1 and Path(fit["model"], "model.json").exists()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pymatgen.core import Composition
 
 from ..core import phonons
 from ..io.mdr import load_mdr_entry
@@ -110,8 +111,7 @@ def compound_data(source: str | Path, settings: DatasetSettings) -> CompoundData
     forces, energy = harmonic_labels(fc, u)
     return CompoundData(
         material_id=entry.material_id,
-        formula=ph.primitive.get_chemical_formula_string() if hasattr(ph.primitive, "get_chemical_formula_string")
-        else "".join(ph.primitive.symbols),
+        formula=Composition("".join(ph.primitive.symbols)).reduced_formula,
         source=str(source),
         symbols=list(ph.supercell.symbols),
         cell=np.array(ph.supercell.cell),

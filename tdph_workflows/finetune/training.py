@@ -139,7 +139,34 @@ def train(dataset_dir: str | Path, out_dir: str | Path, base_model: str | None =
     if previous.exists():  # a resumed run keeps the epoch times of the run it continues
         report["epoch_seconds"] = json.loads(previous.read_text()).get("epoch_seconds", []) + timer.seconds
     previous.write_text(json.dumps(report, indent=1))
+    (out / MODEL_DIR / "README.md").write_text(model_card(report, manifest))
     return report
+
+
+def model_card(report: dict, manifest: dict) -> str:
+    """Markdown model card: base model, data and licence, settings, validation history."""
+    c = manifest["counts"]
+    s = report["settings"]
+    history = "\n".join(f"| {h['epoch']} | {h['val_force_mae']:.4f} | {h['val_energy_mae']:.4f} |"
+                        for h in report["val_history"])
+    return f"""# Fine-tuned matgl potential (tdph)
+
+- Base model: `{report['base_model']}` (sha256/16 of its files: {report['base_model_hash']})
+- Data: MDR phonon database (phonondb PBEsol 2018-04-17, A. Togo), CC BY 4.0; {c['train']['compounds']} training
+  compounds / {c['train']['structures']} structures, {c['val']['compounds']} held-out compounds /
+  {c['val']['structures']} structures; random displacements {manifest['settings']['u_min']}-{manifest['settings']['u_max']} A,
+  F = -Phi u from the symmetrized DFT force constants, E = E_ref + u Phi u / 2 (E_ref: {manifest['e_ref']});
+  dataset fingerprint {manifest['fingerprint']}, seed {manifest['settings']['seed']}.
+- Training: matgl PotentialLightningModule, {s['loss']}, force weight {s['force_weight']}, energy weight
+  {s['energy_weight']}, stress not trained, Adam lr {s['lr']} ({s['lr_schedule']}), batch {s['batch_size']},
+  {report['epochs_completed']} epochs, {sum(report['epoch_seconds']):.0f} s of training.
+- Licence of these weights: the base model's licence applies to the network; the fine-tuning data is CC BY 4.0
+  (cite the Materials Project and phonondb).
+
+| epoch | validation force MAE (eV/A) | validation energy MAE (eV/atom) |
+|---|---|---|
+{history}
+"""
 
 
 def _val_history(metrics_csv: Path) -> list[dict]:
