@@ -184,6 +184,11 @@ def _register_campaign_commands() -> None:
     from .cli_finetune import finetune_app
 
     app.add_typer(finetune_app, name="finetune")
+    from . import cli_analysis as ca
+
+    app.command("analyze")(ca.analyze_cmd)
+    app.command("report")(ca.report_cmd)
+    app.command("predict")(ca.predict_cmd)
 
 
 _register_campaign_commands()

@@ -35,6 +35,8 @@ def submit_cmd(
     max_atoms: Annotated[int, typer.Option(help="Keep MDR entries with fewer primitive-cell atoms")] = 20,
     temperature: Annotated[list[float], typer.Option("--temperature", "-T")] = [300.0],  # noqa: B006
     limit: Annotated[int | None, typer.Option(help="At most N materials")] = None,
+    sample: Annotated[int | None, typer.Option(help="N MDR entries at random (--seed)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample")] = 0,
     chunk_size: Annotated[int, typer.Option(help="Materials per job (one model load each)")] = 1,
     model: Annotated[str | None, typer.Option(help="Model folder/name (a fine-tuned one too), emt, module:factory")] = None,
     category: Annotated[str, typer.Option(help="FireWorks category (gpu or cpu)")] = "gpu",
@@ -47,7 +49,12 @@ def submit_cmd(
     if not mdr_dir and not structures:
         console.print("[red]error:[/red] give STRUCTURES or --mdr-dir")
         raise typer.Exit(2)
-    items = (mdr_items(mdr_dir, max_atoms, limit) if mdr_dir else []) + structure_items(structures or [])
+    mdr = mdr_items(mdr_dir, max_atoms, None if sample else limit) if mdr_dir else []
+    if sample:
+        import random
+
+        mdr = random.Random(seed).sample(mdr, min(sample, len(mdr)))
+    items = mdr + structure_items(structures or [])
     items = items[:limit] if limit else items
     db = _db(launchpad)
     with Progress(console=console) as bar:
@@ -242,30 +249,41 @@ def demo_cmd(
     console.print(f"wrote {out / 'ranked.csv'}")
 
 
-def write_dispersion_plots(db, campaign: str, out: Path) -> int:
-    """Fetch each completed material's full result (arrays from GridFS) and plot its dispersion."""
+def full_results(db, campaign: str | None = None, material_ids: set[str] | None = None):
+    """(registry record, TDPHResult with arrays from GridFS) of completed materials."""
     from .campaign import registry
     from .campaign.stores import job_store
-    from .plotting import plot_dispersion
     from .schemas import TDPHResult
 
     coll = registry.collection(db.uri, db.database)
     store = job_store(db.uri, db.database)
     store.connect()
-    n = 0
+    match: dict = {"state": "COMPLETED", "job_uuid": {"$ne": None}}
+    if campaign:
+        match["campaign"] = campaign
+    if material_ids is not None:
+        match["material_id"] = {"$in": sorted(material_ids)}
     try:
-        for rec in coll.find({"campaign": campaign, "state": "COMPLETED", "job_uuid": {"$ne": None}}):
+        for rec in coll.find(match):
             output = store.get_output(rec["job_uuid"], load=True)
             for entry in output["results"]:
                 if entry["key"] == rec["key"]:
                     result = entry["result"]
-                    result = result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
-                    folder = out / rec["material_id"]
-                    folder.mkdir(parents=True, exist_ok=True)
-                    plot_dispersion(result, folder / "dispersion.png")
-                    n += 1
+                    yield rec, result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
     finally:
         store.close()
+
+
+def write_dispersion_plots(db, campaign: str | None, out: Path) -> int:
+    """Plot each completed material's dispersion (harmonic vs T) to out/<material_id>/dispersion.png."""
+    from .plotting import plot_dispersion
+
+    n = 0
+    for rec, result in full_results(db, campaign):
+        folder = out / rec["material_id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_dispersion(result, folder / "dispersion.png")
+        n += 1
     return n
 
 

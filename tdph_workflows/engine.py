@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import platform
 import socket
 import time
@@ -28,6 +29,7 @@ from .io.structures import InputError, default_supercell_matrix, load_structure,
 from .relax import relax_structure
 from .schemas import (
     ConvergenceRecord,
+    DFTReference,
     HarmonicResult,
     PhononSpectrum,
     Provenance,
@@ -38,6 +40,7 @@ from .schemas import (
 )
 
 StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
+log = logging.getLogger(__name__)
 
 
 def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None) -> PhononSpectrum:
@@ -163,6 +166,7 @@ class HarmonicStage:
     calc_name: str
     timings: dict[str, float] = field(default_factory=dict)
     started: str = ""
+    dft_reference: DFTReference | None = None
 
     def document(self, keep_force_constants: bool = True) -> HarmonicResult:
         """Serializable form (jobs pass it between steps)."""
@@ -180,6 +184,7 @@ class HarmonicStage:
             harmonic=self.spectrum,
             harmonic_force_constants=self.force_constants.tolist() if keep_force_constants else None,
             n_harmonic_displacements=self.n_displacements,
+            dft_reference=self.dft_reference,
             timings=self.timings,
             calculator=self.calc_name,
         )
@@ -192,7 +197,7 @@ class HarmonicStage:
         unitcell, phonon = phonopy_from_document(doc)
         return cls(doc.material_id, doc.formula, unitcell, phonon, np.array(doc.harmonic_force_constants),
                    np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
-                   doc.relaxation, calc, calc_name, dict(doc.timings))
+                   doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference)
 
 
 def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtoms, Phonopy]:
@@ -223,7 +228,8 @@ def harmonic_stage(
     """Input checks, optional relaxation, supercell choice and Phi_HA (see ``run_temperature_phonons``)."""
     progress = progress or (lambda msg: None)
     started = datetime.datetime.now(datetime.UTC).isoformat()
-    unitcell, smat_entry, pmat, material_id = _resolve_input(structure, material_id)
+    entry = load_mdr_entry(structure) if isinstance(structure, (str, Path)) and is_mdr_entry(structure) else structure
+    unitcell, smat_entry, pmat, material_id = _resolve_input(entry, material_id)
     formula = Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).composition.reduced_formula
     material_id = material_id or formula
     calc, calc_name = _calculator(calculator)
@@ -250,8 +256,26 @@ def harmonic_stage(
     t0 = time.perf_counter()
     spectrum = _spectrum(phonon, fc_ha)
     timings["harmonic_observables"] = time.perf_counter() - t0
+    dft = None
+    if isinstance(entry, MDREntry) and not relax and supercell_matrix is None:
+        dft = _dft_reference(entry, phonon, spectrum)
     return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp, relaxation,
-                         calc, calc_name, timings, started)
+                         calc, calc_name, timings, started, dft)
+
+
+def _dft_reference(entry: MDREntry, phonon: Phonopy, spectrum: PhononSpectrum) -> DFTReference | None:
+    """Model vs DFT harmonic frequencies on the entry's own cell and supercell (outlier filtering, paper Methods B)."""
+    try:
+        dft = phonons.commensurate_frequencies(phonon, entry.dft_force_constants())
+    except Exception as exc:  # noqa: BLE001 (a reference we cannot build is reported as missing, not fatal)
+        log.warning("%s: no DFT reference frequencies (%s)", entry.material_id, exc)
+        return None
+    model = np.asarray(spectrum.commensurate_frequencies)
+    if model.shape != dft.shape or not np.linalg.norm(dft):
+        return None
+    return DFTReference(mae_thz=float(np.abs(model - dft).mean()),
+                        relative_deviation=float(np.linalg.norm(model - dft) / np.linalg.norm(dft)),
+                        min_frequency_dft=float(dft.min()))
 
 
 def renormalize(

@@ -44,6 +44,28 @@ def _decorate(ax, bands: dict) -> None:
 def plot_dispersion(result: TDPHResult, path: str | Path) -> Path:
     """Harmonic (black) and each temperature's dispersion along the standard path."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    draw_dispersion(ax, result)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_side_by_side(results: list[TDPHResult], titles: list[str], path: str | Path) -> Path:
+    """Dispersions of several materials next to each other (paper Fig. 3E-F: a weak and a strong case)."""
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.5), dpi=120, squeeze=False)
+    for ax, result, title in zip(axes[0], results, titles, strict=True):
+        draw_dispersion(ax, result)
+        ax.set_title(f"{title}: {ax.get_title()}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_dispersion(ax, result: TDPHResult) -> None:
     _plot_bands(ax, result.harmonic.band_structure, "black", "harmonic")
     colors = plt.cm.autumn_r([0.4 + 0.6 * k / max(1, len(result.temperatures) - 1) for k in range(len(result.temperatures))])
     for t, c in zip(result.temperatures, colors, strict=True):
@@ -52,8 +74,3 @@ def plot_dispersion(result: TDPHResult, path: str | Path) -> Path:
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(f"{result.formula} ({result.spacegroup}), {result.n_atoms_supercell}-atom supercell")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -74,6 +74,14 @@ class RelaxationInfo(BaseModel):
     volume_final: float
 
 
+class DFTReference(BaseModel):
+    """The model's harmonic frequencies vs the DFT ones of the input MDR entry (same cell and supercell)."""
+
+    mae_thz: float = Field(description="Mean |omega_model - omega_DFT| over commensurate modes (THz)")
+    relative_deviation: float = Field(description="||omega_model - omega_DFT|| / ||omega_DFT|| (fraction)")
+    min_frequency_dft: float = Field(description="Lowest DFT commensurate frequency (THz)")
+
+
 class Provenance(BaseModel):
     code_version: str
     calculator: str = Field(description="Model folder/name or calculator class")
@@ -101,6 +109,7 @@ class _MaterialHeader(BaseModel):
     harmonic: PhononSpectrum
     harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
     n_harmonic_displacements: int
+    dft_reference: DFTReference | None = Field(None, description="Only for unrelaxed MDR entries")
 
     _unitcell_dict = field_validator("unitcell", mode="before")(structure_as_dict)
 

@@ -58,3 +58,17 @@ def test_srtio3_soft_modes_become_real_at_300k(m3gnet):
     assert result.relaxation is not None and result.relaxation.converged
     assert result.provenance.model_hash and len(result.provenance.model_hash) == 16
     print({p: (round(min(h[p]), 2), round(min(t[p]), 2)) for p in ("Γ", "X", "M", "R")})
+
+
+def test_harmonic_stage_of_an_mdr_entry_carries_its_dft_reference(m3gnet, mdr_dir):
+    from tdph_workflows.engine import harmonic_stage
+    from tdph_workflows.evaluation import compare_harmonic_to_dft
+    from tdph_workflows.io.mdr import load_mdr_entry
+
+    source = mdr_dir / "curated" / "mp-22862_NaCl"
+    stage = harmonic_stage(source, m3gnet)
+    ref = stage.document().dft_reference
+    expected = compare_harmonic_to_dft(load_mdr_entry(source), m3gnet)
+    assert ref is not None and ref.mae_thz == pytest.approx(expected.mae_thz, abs=1e-3)
+    assert 0 < ref.relative_deviation < 0.2 and ref.min_frequency_dft > 0
+    assert harmonic_stage(source, m3gnet, supercell_matrix=[2, 2, 2]).dft_reference is None  # user supercell: none

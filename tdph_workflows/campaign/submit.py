@@ -47,7 +47,7 @@ def mdr_items(mdr_dir: str | Path, max_atoms: int = 20, limit: int | None = None
         raise FileNotFoundError(f"MDR folder {mdr_dir} not found")
     natoms = _index_atoms(mdr_dir)
     entries = sorted(p for p in mdr_dir.iterdir() if p.name.endswith((".tar.lzma", ".tar.xz")) or p.is_dir())
-    items = [Item(_material_id(p), str(p), natoms.get(p.name, (0, 0))[1]) for p in entries
+    items = [Item(_material_id(p), str(p.resolve()), natoms.get(p.name, (0, 0))[1]) for p in entries
              if natoms.get(p.name, (0, 0))[0] < max_atoms]
     return items[:limit] if limit else items
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from ..schemas import RelaxationInfo, SiteRenormalization, TDPHResult, structure_as_dict
+from ..schemas import DFTReference, RelaxationInfo, SiteRenormalization, TDPHResult, structure_as_dict
 
 
 class RelaxResult(BaseModel):
@@ -44,6 +44,8 @@ class MaterialSummary(BaseModel):
     temperatures: list[TemperatureSummary]
     calculator: str
     wall_time: float
+    unitcell: dict | None = Field(None, description="pymatgen Structure dict (features, prototypes, polyhedra)")
+    dft_reference: DFTReference | None = Field(None, description="Model vs DFT harmonic frequencies (MDR inputs)")
 
     @classmethod
     def from_result(cls, result: TDPHResult) -> MaterialSummary:
@@ -70,4 +72,6 @@ class MaterialSummary(BaseModel):
             ],
             calculator=result.provenance.calculator,
             wall_time=result.timings.get("total", 0.0),
+            unitcell=result.unitcell,
+            dft_reference=result.dft_reference,
         )

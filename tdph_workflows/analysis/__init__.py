@@ -1,0 +1,1 @@
+"""Campaign analysis (paper Figs. 3, 4A-C): trends, random-forest models, screening, report."""

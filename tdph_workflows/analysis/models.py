@@ -1,0 +1,137 @@
+"""Random-forest models of renormalization (paper Methods B): global R_full, local R_onsite.
+
+Outliers are filtered first with the paper's rules (defaults): compounds whose model harmonic
+frequencies deviate from DFT by more than 20 % (relative L2, from the MDR reference stored with each
+result) and compounds whose frequencies change by more than 40 % under renormalization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import boxcox, inv_boxcox
+
+BOXCOX_LAMBDA = 0.074  # the paper's transform of R_onsite
+
+
+@dataclass(frozen=True)
+class OutlierRules:
+    max_dft_deviation: float = 0.20
+    max_l2_shift: float = 0.40
+
+
+@dataclass
+class FilterReport:
+    kept: int
+    dropped_dft_deviation: list[str]
+    dropped_l2_shift: list[str]
+    without_dft_reference: int
+
+
+def filter_outliers(materials: pd.DataFrame, rules: OutlierRules = OutlierRules()) -> tuple[pd.DataFrame, FilterReport]:
+    """Drop the paper's outliers; materials without a DFT reference are kept (and counted)."""
+    dev = materials["dft_deviation"].astype(float)
+    bad_dft = dev > rules.max_dft_deviation
+    bad_shift = ~bad_dft & (materials["l2_shift"] > rules.max_l2_shift)
+    kept = materials[~bad_dft & ~bad_shift]
+    return kept, FilterReport(len(kept), materials.loc[bad_dft, "material_id"].tolist(),
+                              materials.loc[bad_shift, "material_id"].tolist(), int(dev.isna().sum()))
+
+
+@dataclass(frozen=True)
+class ForestSettings:
+    n_estimators: int = 200
+    max_depth: int = 18
+    max_features: float = 0.5
+    test_fraction: float = 0.1
+    seed: int = 0
+    grid_search: bool = False
+
+
+GLOBAL_SETTINGS = ForestSettings()
+LOCAL_SETTINGS = ForestSettings(max_depth=15, max_features=0.7)
+
+
+@dataclass
+class FittedModel:
+    kind: str  # "global" (R_full) or "local" (R_onsite)
+    model: object
+    features: list[str]
+    boxcox_lambda: float | None
+    metrics: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        y = self.model.predict(x[self.features].to_numpy())
+        return inv_boxcox(y, self.boxcox_lambda) if self.boxcox_lambda is not None else y
+
+    def save(self, path: Path) -> None:
+        import joblib
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, path)
+
+    @staticmethod
+    def load(path: Path) -> FittedModel:
+        import joblib
+
+        return joblib.load(path)
+
+    def importances(self, top: int = 10) -> pd.Series:
+        return pd.Series(self.model.feature_importances_, index=self.features).sort_values(ascending=False)[:top]
+
+
+def fit_forest(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSettings,
+               boxcox_lambda: float | None = None) -> FittedModel:
+    """90/10 split (seeded), optional grid search on the training part, test R^2 and MAE in target units."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.metrics import mean_absolute_error, r2_score
+    from sklearn.model_selection import GridSearchCV, train_test_split
+
+    x = x.replace([np.inf, -np.inf], np.nan)
+    keep = x.notna().all(axis=1) & y.notna()
+    x, y = x[keep], y[keep]
+    if len(x) < 10:
+        raise ValueError(f"{kind} model: only {len(x)} usable rows (need >= 10)")
+    target = boxcox(np.clip(y.to_numpy(float), 1e-6, None), boxcox_lambda) if boxcox_lambda is not None else y.to_numpy()
+    x_tr, x_te, t_tr, t_te, y_tr, y_te = train_test_split(x.to_numpy(), target, y.to_numpy(),
+                                                           test_size=settings.test_fraction, random_state=settings.seed)
+    forest = RandomForestRegressor(n_estimators=settings.n_estimators, max_depth=settings.max_depth,
+                                   max_features=settings.max_features, random_state=settings.seed, n_jobs=-1)
+    if settings.grid_search:
+        grid = {"max_depth": [10, settings.max_depth, None], "max_features": [0.3, settings.max_features, 1.0]}
+        forest = GridSearchCV(forest, grid, cv=5, scoring="r2").fit(x_tr, t_tr).best_estimator_
+    else:
+        forest.fit(x_tr, t_tr)
+    fitted = FittedModel(kind, forest, list(x.columns), boxcox_lambda, settings=asdict(settings))
+    pred_te = fitted.predict(pd.DataFrame(x_te, columns=x.columns))
+    pred_tr = fitted.predict(pd.DataFrame(x_tr, columns=x.columns))
+    fitted.metrics = {"n_train": len(x_tr), "n_test": len(x_te), "test_r2": float(r2_score(y_te, pred_te)),
+                      "test_mae": float(mean_absolute_error(y_te, pred_te)),
+                      "train_r2": float(r2_score(y_tr, pred_tr)),
+                      "params": {k: getattr(forest, k) for k in ("n_estimators", "max_depth", "max_features")}}
+    if boxcox_lambda is not None:
+        fitted.metrics["test_r2_boxcox"] = float(r2_score(t_te, forest.predict(x_te)))
+    return fitted
+
+
+def plot_importances(models: list[FittedModel], path: Path, top: int = 10) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, m in zip(axes[0], models, strict=True):
+        imp = m.importances(top)[::-1]
+        ax.barh(range(len(imp)), imp.to_numpy(), color="#1f77b4")
+        ax.set_yticks(range(len(imp)), [s[:45] for s in imp.index], fontsize=7)
+        ax.set_xlabel("importance")
+        target = "R_full" if m.kind == "global" else "R_onsite (Box-Cox)"
+        ax.set_title(f"{m.kind} model -> {target}: test R2 {m.metrics['test_r2']:.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -1,0 +1,204 @@
+"""`tdph analyze` (figures, CSV, models, summary.json) and `tdph report` (one self-contained HTML page)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from . import models as rf
+from . import screening, trends
+
+log = logging.getLogger(__name__)
+
+FIGURES = {
+    "element_heatmap.png": "Mean R_onsite by element (log colour scale), paper Fig. 3A",
+    "spacegroup_bars.png": "Mean L2 frequency shift per space group, coloured by crystal system, Fig. 3B",
+    "feature_importances.png": "Top-10 feature importances of the random forests, Fig. 3D",
+    "case_study.png": "Dispersions, harmonic vs T, of a weak and a strong material, Fig. 3E-F",
+    "prototype_violins.png": "R_onsite of the sites of the most frequent AFLOW prototypes, Fig. 4B-C",
+}
+MATERIAL_COLUMNS = ["material_id", "formula", "spacegroup", "crystal_system", "prototype", "temperature", "l2_shift",
+                    "l2_stderr", "r_full", "r_onsite_max", "harmonic_min_frequency", "dft_deviation", "n_samples"]
+
+
+def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: float = 0.15,
+            rules: rf.OutlierRules | None = None, grid_search: bool = False,
+            fetch_result: Callable[[str], object] | None = None, min_rows_for_models: int = 20) -> dict:
+    """All figures, CSV tables, fitted models and summary.json into ``out``."""
+    from ..plotting import plot_side_by_side
+
+    rules = rules or rf.OutlierRules()
+    out.mkdir(parents=True, exist_ok=True)
+    if materials.empty:
+        raise ValueError("no completed materials to analyze")
+    materials, strong_sites = screening.annotate(materials, sites, threshold)
+    materials.drop(columns=["unitcell"]).to_csv(out / "materials.csv", index=False)
+    sites.to_csv(out / "sites.csv", index=False)
+    elements = trends.element_means(sites)
+    elements.to_csv(out / "element_trends.csv")
+    groups = trends.spacegroup_means(materials)
+    groups.to_csv(out / "spacegroup_trends.csv")
+    trends.plot_element_heatmap(sites, out / "element_heatmap.png")
+    trends.plot_spacegroup_bars(materials, out / "spacegroup_bars.png")
+
+    found = screening.candidates(materials, threshold)
+    found.drop(columns=["unitcell"]).to_csv(out / "candidates.csv", index=False)
+    strong_sites.to_csv(out / "strong_sites.csv", index=False)
+    prototypes = screening.plot_prototype_violins(materials, sites, out / "prototype_violins.png")
+    prototypes.to_csv(out / "prototype_counts.csv")
+
+    summary: dict = {
+        "n_materials": len(materials), "n_sites": len(sites), "temperature": float(materials["temperature"].iloc[0]),
+        "top_elements": elements.head(5).reset_index().to_dict("records"),
+        "top_spacegroups": groups.head(5).reset_index().to_dict("records"),
+        "top_spacegroups_min3": groups[groups["n_materials"] >= 3].head(5).reset_index().to_dict("records"),
+        "threshold": threshold, "n_candidates": len(found),
+        "candidate_prototypes": found["prototype"].value_counts().head(5).to_dict(),
+        "top_prototypes": prototypes["n_materials"].head(5).to_dict(),
+        "strong_site_polyhedra": strong_sites["polyhedron"].value_counts().to_dict() if len(strong_sites) else {},
+    }
+    summary["models"] = _fit_models(materials, sites, out, rules, grid_search, min_rows_for_models)
+    if fetch_result is not None:
+        summary["case_study"] = _case_study(materials, fetch_result, out / "case_study.png", plot_side_by_side)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _fit_models(materials, sites, out, rules, grid_search, min_rows) -> dict:
+    from .features import featurize_materials, featurize_sites
+
+    kept, report = rf.filter_outliers(materials, rules)
+    result: dict = {"outliers": asdict(report), "rules": asdict(rules)}
+    if len(kept) < min_rows:
+        result["skipped"] = f"{len(kept)} materials after filtering (< {min_rows}): no models fitted"
+        return result
+    x_global = featurize_materials(kept)
+    x_global.to_csv(out / "features_global.csv")
+    kept_sites = sites[sites["material_id"].isin(kept["material_id"])]
+    x_local = featurize_sites(kept, kept_sites)
+    x_local.to_csv(out / "features_local.csv")
+    y_global = kept.set_index("material_id")["r_full"].reindex(x_global.index)
+    y_local = kept_sites.set_index(["material_id", "site"])["r_onsite"].reindex(x_local.index)
+    fitted = [
+        rf.fit_forest(x_global, y_global, "global", rf.ForestSettings(**{**asdict(rf.GLOBAL_SETTINGS),
+                                                                          "grid_search": grid_search})),
+        rf.fit_forest(x_local, y_local, "local", rf.ForestSettings(**{**asdict(rf.LOCAL_SETTINGS),
+                                                                        "grid_search": grid_search}),
+                      boxcox_lambda=rf.BOXCOX_LAMBDA),
+    ]
+    for m in fitted:
+        m.save(out / "models" / f"{m.kind}.joblib")
+        result[m.kind] = {**m.metrics, "n_features": len(m.features),
+                          "top_features": m.importances(10).round(4).to_dict()}
+    rf.plot_importances(fitted, out / "feature_importances.png")
+    return result
+
+
+def _case_study(materials, fetch_result, path, plot) -> dict:
+    ranked = materials.sort_values("l2_shift")
+    picks = {"weak": ranked.iloc[len(ranked) // 4]["material_id"], "strong": ranked.iloc[-1]["material_id"]}
+    results = [fetch_result(m) for m in picks.values()]
+    if any(r is None for r in results):
+        return {"skipped": "full results not available"}
+    plot(results, list(picks), path)
+    return picks
+
+
+def write_report(out: Path, title: str = "tdph campaign report") -> Path:
+    """One HTML page: figures inline, a sortable and searchable table of materials with plot links."""
+    summary = json.loads((out / "summary.json").read_text())
+    table = pd.read_csv(out / "materials.csv")
+    columns = [c for c in MATERIAL_COLUMNS if c in table.columns]
+    rows = table[columns].to_dict("records")
+    for r in rows:
+        plot = Path("materials") / r["material_id"] / "dispersion.png"
+        r["plot"] = str(plot) if (out / plot).exists() else ""
+    figures = []
+    for name, caption in FIGURES.items():
+        if (out / name).exists():
+            data = base64.b64encode((out / name).read_bytes()).decode()
+            figures.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    facts = _facts(summary)
+    page = _TEMPLATE.format(title=html.escape(title), facts=facts, figures="\n".join(figures),
+                            header="".join(f'<th data-col="{c}">{html.escape(c)}</th>' for c in columns)
+                            + "<th>dispersion</th>",
+                            rows=json.dumps(rows, default=str).replace("</", "<\\/"),
+                            columns=json.dumps(columns))
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def _facts(summary: dict) -> str:
+    items = [f"{summary['n_materials']} materials, {summary['n_sites']} sites at {summary['temperature']:g} K",
+             f"{summary['n_candidates']} candidates with max R_onsite &ge; {summary['threshold']}",
+             "strongest elements: " + ", ".join(f"{e['element']} ({e['mean_r_onsite']:.2f})"
+                                                for e in summary["top_elements"]),
+             "strongest space groups: " + ", ".join(f"{g['spacegroup_number']} ({100 * g['mean_l2_shift']:.1f} %)"
+                                                    for g in summary["top_spacegroups"])]
+    models = summary.get("models", {})
+    for kind in ("global", "local"):
+        if kind in models:
+            items.append(f"{kind} random forest: test R&sup2; {models[kind]['test_r2']:.2f}, "
+                         f"MAE {models[kind]['test_mae']:.3f} ({models[kind]['n_test']} test rows)")
+    return "".join(f"<li>{i}</li>" for i in items)
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+figure {{ display: inline-block; margin: 0.5em; max-width: 48%; vertical-align: top; }}
+figure img {{ max-width: 100%; }} figcaption {{ font-size: 0.85em; color: #555; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }} th, td {{ border: 1px solid #ccc; padding: 2px 6px; }}
+th {{ cursor: pointer; background: #f0f0f0; }} input {{ margin: 0.5em 0; padding: 4px; width: 20em; }}
+</style></head><body>
+<h1>{title}</h1>
+<ul id="facts">{facts}</ul>
+<div id="figures">{figures}</div>
+<h2>Materials</h2>
+<input id="search" type="search" placeholder="search formula, id, space group, prototype">
+<span id="count"></span>
+<table id="materials"><thead><tr>{header}</tr></thead><tbody></tbody></table>
+<script>
+const rows = {rows};
+const columns = {columns};
+let sortCol = "r_onsite_max", sortDesc = true;
+function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toPrecision(4)) : (v ?? ""); }}
+function render() {{
+  const q = document.getElementById("search").value.toLowerCase();
+  const shown = rows.filter(r => !q || columns.some(c => String(r[c] ?? "").toLowerCase().includes(q)));
+  shown.sort((a, b) => {{
+    const x = a[sortCol], y = b[sortCol];
+    const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
+    return sortDesc ? -d : d;
+  }});
+  const body = document.querySelector("#materials tbody");
+  body.innerHTML = "";
+  for (const r of shown) {{
+    const tr = document.createElement("tr");
+    tr.dataset.material = r.material_id;
+    for (const c of columns) {{ const td = document.createElement("td"); td.textContent = fmt(r[c]); tr.appendChild(td); }}
+    const td = document.createElement("td");
+    if (r.plot) {{ const a = document.createElement("a"); a.href = r.plot; a.textContent = "plot"; td.appendChild(a); }}
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }}
+  document.getElementById("count").textContent = shown.length + " of " + rows.length + " materials";
+}}
+document.querySelectorAll("#materials th[data-col]").forEach(th => th.addEventListener("click", () => {{
+  sortDesc = sortCol === th.dataset.col ? !sortDesc : true; sortCol = th.dataset.col; render();
+}}));
+document.getElementById("search").addEventListener("input", render);
+if (location.hash.startsWith("#q=")) document.getElementById("search").value = decodeURIComponent(location.hash.slice(3));
+render();
+</script></body></html>
+"""
