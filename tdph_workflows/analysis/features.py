@@ -4,7 +4,8 @@ Global: Magpie elemental-property statistics (22 properties x 6 statistics: Mend
 weight, covalent radius, electronegativity, valence and unfilled orbitals, ...), density, volume per
 atom and packing fraction, and the Voronoi bond-length / neighbour-distance variation.
 Local: the site's Magpie properties, their Voronoi-area-weighted differences to the neighbours,
-average bond length and angle, coordination number, Voronoi cell volume and related statistics.
+average bond length and angle, coordination number, Voronoi index (faces with 3-10 edges), Voronoi cell
+volume and related statistics.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MAGPIE_PROPERTIES = [
     "NpUnfilled", "NdUnfilled", "NfUnfilled", "NUnfilled", "GSvolume_pa", "GSbandgap", "GSmagmom",
     "SpaceGroupNumber",
 ]
-VORONOI_STATS = ["Voro_vol_sum", "Voro_area_sum", "Voro_vol_mean", "Voro_vol_std_dev", "Voro_area_mean",
+VORONOI_STATS = [*(f"Voro_index_{k}" for k in range(3, 11)), "Voro_vol_sum", "Voro_area_sum", "Voro_vol_mean", "Voro_vol_std_dev", "Voro_area_mean",
                  "Voro_area_std_dev", "Voro_dist_mean", "Voro_dist_std_dev", "Voro_dist_minimum", "Voro_dist_maximum"]
 
 
@@ -54,8 +55,8 @@ def _local_featurizers():
     voronoi = VoronoiNN(cutoff=13.0)
     return (SiteElementalProperty(magpie, MAGPIE_PROPERTIES), LocalPropertyDifference(magpie, properties=MAGPIE_PROPERTIES),
             AverageBondLength(voronoi), AverageBondAngle(voronoi), CoordinationNumber(voronoi, use_weights="sum"),
-            VoronoiFingerprint(cutoff=13.0, use_symm_weights=False, stats_vol=["sum", "mean", "std_dev"],
-                               stats_area=["sum", "mean", "std_dev"], stats_dist=["mean", "std_dev", "minimum", "maximum"]))
+            VoronoiFingerprint(cutoff=13.0, use_symm_weights=False, stats_vol=["mean", "std_dev"],
+                               stats_area=["mean", "std_dev"], stats_dist=["mean", "std_dev", "minimum", "maximum"]))
 
 
 def global_feature_labels() -> list[str]:
