@@ -36,7 +36,7 @@ def plot_element_heatmap(sites: pd.DataFrame, path: Path) -> None:
     from pymatgen.util.plotting import periodic_table_heatmap
 
     values = element_means(sites)["mean_r_onsite"].clip(lower=1e-4).to_dict()
-    periodic_table_heatmap(values, cbar_label="mean R_onsite", log=True, cmap="viridis", show_plot=False,
+    periodic_table_heatmap(values, cbar_label="mean R_onsite", log=True, cmap="viridis", show_plot=False, pymatviz=False,
                            value_format="%.2f", value_fontsize=7, cmap_range=(min(values.values()), max(values.values())))
     fig = plt.gcf()
     fig.set_size_inches(13, 7)

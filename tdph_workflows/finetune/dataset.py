@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -180,7 +181,10 @@ def build_dataset(
     skipped: list[dict] = []
     jobs = [(s, settings) for s in sources]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
+    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock
+    pool_cm = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+               if workers > 1 else _Serial())
+    with pool_cm as pool:
         for k, result in enumerate(pool.map(_compound_or_error, jobs, chunksize=4)):
             if isinstance(result, CompoundData):
                 compounds.append(result)
