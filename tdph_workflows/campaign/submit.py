@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..calculators import model_spec
+from ..calculators import model_fingerprint, model_spec
 from ..core.sscha import SSCHASettings
 from ..io.mdr import _material_id
 from . import registry
@@ -74,7 +74,8 @@ def submit(
 
     settings = asdict(SSCHASettings(**(settings or {})))
     temps = [float(t) for t in temperatures]
-    model = calculator or model_spec()
+    spec = calculator or model_spec()
+    model = model_fingerprint(spec) or spec  # the same weights at another path are the same model
     coll = registry.collection(db.uri, db.database)
     new: list[dict] = []
     seen: set[str] = set()
