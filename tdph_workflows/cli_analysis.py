@@ -35,6 +35,8 @@ def analyze_cmd(
     max_dft_deviation: Annotated[float, typer.Option(help="Outlier rule: model vs DFT harmonic deviation")] = 0.20,
     max_l2_shift: Annotated[float, typer.Option(help="Outlier rule: largest L2 shift kept for the models")] = 0.40,
     grid_search: Annotated[bool, typer.Option("--grid-search", help="Grid search of the forests' depth/features")] = False,
+    workers: Annotated[int, typer.Option(help="Processes for the matminer features")] = 1,
+    feature_cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: OUT/feature_cache)")] = None,
     out: OutOption = Path("tdph_out/analysis"),
     launchpad: LaunchpadOption = None,
 ) -> None:
@@ -49,7 +51,7 @@ def analyze_cmd(
         return next((r for _, r in full_results(db, campaign, {material_id})), None)
 
     summary = analyze(materials, sites, out, threshold, OutlierRules(max_dft_deviation, max_l2_shift), grid_search,
-                      fetch_result=fetch)
+                      fetch_result=fetch, workers=workers, feature_cache=feature_cache)
     _print_summary(summary)
     console.print(f"written: {out}/ (figures, CSV, models/, summary.json)")
 
@@ -67,8 +69,13 @@ def _print_summary(s: dict) -> None:
                   f"{len(m['outliers']['dropped_l2_shift'])} (L2 shift); kept {m['outliers']['kept']}")
     for kind in ("global", "local"):
         if kind in m:
-            console.print(f"{kind} random forest: test R2 {m[kind]['test_r2']:.3f}, MAE {m[kind]['test_mae']:.4f}, "
-                          f"{m[kind]['n_train']} train / {m[kind]['n_test']} test")
+            cv = m[kind]["cv_by_material"]
+            console.print(f"{kind} random forest (split by material): test R2 {m[kind]['test_r2']:.3f}, "
+                          f"MAE {m[kind]['test_mae']:.4f}, {m[kind]['n_train']} train / {m[kind]['n_test']} test; "
+                          f"{cv['folds']}-fold CV R2 {cv['r2_mean']:.3f} +- {cv['r2_std']:.3f}")
+    if "local" in m:
+        console.print(f"local random forest, random split of sites (paper; optimistic): "
+                      f"test R2 {m['local']['site_split']['test_r2']:.3f}")
     if "skipped" in m:
         console.print(f"models: {m['skipped']}")
 
@@ -102,7 +109,7 @@ def predict_cmd(
     import pandas as pd
     from pymatgen.core import Structure
 
-    from .analysis.features import global_feature_labels, global_features, local_feature_labels, local_features
+    from .analysis.features import global_feature_labels, local_feature_labels, material_features
     from .analysis.models import FittedModel
 
     missing = [f for f in ("global.joblib", "local.joblib") if not (models / f).exists()]
@@ -112,8 +119,9 @@ def predict_cmd(
     s = Structure.from_file(structure)
     glob = FittedModel.load(models / "global.joblib")
     loc = FittedModel.load(models / "local.joblib")
-    r_full = float(glob.predict(pd.DataFrame([global_features(s)], columns=global_feature_labels()))[0])
-    x_local = pd.DataFrame([local_features(s, i) for i in range(len(s))], columns=local_feature_labels())
+    x_glob, local = material_features(s.as_dict())
+    r_full = float(glob.predict(pd.DataFrame([x_glob], columns=global_feature_labels()))[0])
+    x_local = pd.DataFrame([local[i] for i in range(len(s))], columns=local_feature_labels())
     r_onsite = loc.predict(x_local)
     result = {"structure": str(structure), "formula": s.composition.reduced_formula, "r_full": r_full,
               "sites": [{"index": i, "element": s[i].species_string, "r_onsite": float(v)}

@@ -130,7 +130,11 @@ def test_analyze_finds_the_planted_trends(analysis_dir):
     m = s["models"]
     assert m["outliers"]["dropped_dft_deviation"] == ["mp-1"] and m["outliers"]["kept"] == n - 2
     assert m["global"]["n_features"] >= 130 and m["local"]["n_features"] >= 60
-    assert m["local"]["test_r2"] > 0.5, m["local"]  # the planted element signal is learnable from site features
+    assert m["local"]["split"] == "material" and m["local"]["n_test_materials"] >= 3
+    # the planted element signal generalizes to unseen materials (CV: one 10 % split holds only 4 materials)
+    assert m["local"]["cv_by_material"]["folds"] == 5 and m["local"]["cv_by_material"]["r2_mean"] > 0.5, m["local"]
+    assert "site_split" in m["local"] and m["global"]["cv_by_material"]["folds"] == 5
+    assert len(list((analysis_dir / "feature_cache").glob("*.npz"))) == m["outliers"]["kept"]
     assert s["n_candidates"] == sum(any(e in STRONG for e in p) for v in PROTOTYPES.values() for p in v[4])
     assert any("Perovskite" in k for k in s["candidate_prototypes"]), s["candidate_prototypes"]
     assert {"cuboctahedron", "cube", "octahedron"} & set(s["strong_site_polyhedra"])
@@ -138,6 +142,58 @@ def test_analyze_finds_the_planted_trends(analysis_dir):
                  "materials.csv", "sites.csv", "candidates.csv", "strong_sites.csv", "prototype_counts.csv",
                  "spacegroup_trends.csv", "element_trends.csv", "models/global.joblib", "models/local.joblib"):
         assert (analysis_dir / name).stat().st_size > 100, name
+
+
+def test_split_by_material_exposes_what_a_split_by_site_hides():
+    """Rows of one material share features and target (equivalent sites); the target is noise across
+    materials. A random split of rows then scores near 1, a split by material near or below 0."""
+    import pandas as pd
+
+    from tdph_workflows.analysis.models import ForestSettings, cross_validate, fit_forest
+
+    rng = np.random.default_rng(1)
+    n_mat, per = 40, 8
+    feats, target = rng.normal(size=(n_mat, 5)), rng.lognormal(-2, 0.5, n_mat)
+    index = pd.MultiIndex.from_tuples([(f"m{i}", j) for i in range(n_mat) for j in range(per)])
+    x = pd.DataFrame(np.repeat(feats, per, axis=0), index=index)
+    y = pd.Series(np.repeat(target, per), index=index)
+    settings = ForestSettings(n_estimators=50, max_depth=15, max_features=0.7)
+    by_site = fit_forest(x, y, "local", settings, boxcox_lambda=0.074, split="site")
+    by_material = fit_forest(x, y, "local", settings, boxcox_lambda=0.074, split="material")
+    assert by_site.metrics["test_r2"] > 0.95
+    assert by_material.metrics["test_r2"] < 0.5
+    test_ids = by_material.metrics["n_test_materials"]
+    assert test_ids * per == by_material.metrics["n_test"]  # no material on both sides
+    assert cross_validate(x, y, "local", settings, boxcox_lambda=0.074)["r2_mean"] < 0.5
+    with pytest.raises(ValueError, match="split"):
+        fit_forest(x, y, "local", settings, split="random")
+
+
+def test_symmetry_reduced_features_equal_per_site_features_and_are_cached(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from tdph_workflows.analysis import features
+
+    s = Structure.from_spacegroup(225, Lattice.cubic(5.5), ["Ca", "F"], [[0, 0, 0], [0.25] * 3])  # 4 Ca + 8 F
+    glob, local = features.material_features(s.as_dict(), [0, 4, 5, 11])
+    assert sorted(local) == [0, 4, 5, 11]
+    for i in (0, 5, 11):
+        np.testing.assert_allclose(local[i], features.local_features(s, i), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(glob, features.global_features(s), rtol=1e-9)
+    materials = pd.DataFrame([{"material_id": "CaF2", "unitcell": s.as_dict()}])
+    sites = pd.DataFrame({"material_id": "CaF2", "site": [0, 4, 5, 11]})
+    x_g, x_l = features.featurize(materials, sites, cache_dir=str(tmp_path))
+    assert list(x_l.index) == [("CaF2", i) for i in (0, 4, 5, 11)] and x_g.shape == (1, len(glob))
+
+    def fail(*_a, **_k):
+        raise AssertionError("recomputed a cached material")
+
+    monkeypatch.setattr(features, "material_features", fail)
+    x_g2, x_l2 = features.featurize(materials, sites, cache_dir=str(tmp_path))
+    pd.testing.assert_frame_equal(x_l, x_l2)
+    broken = pd.DataFrame([{"material_id": "bad", "unitcell": {"not": "a structure"}}])
+    x_g3, _ = features.featurize(pd.concat([materials, broken]), sites, cache_dir=str(tmp_path))
+    assert list(x_g3.index) == ["CaF2"]  # the broken one is logged and left out, the cached one kept
 
 
 def test_predict_uses_the_saved_models_without_lattice_dynamics(analysis_dir, tmp_path):
