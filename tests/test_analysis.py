@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,7 +188,7 @@ def test_symmetry_reduced_features_equal_per_site_features_and_are_cached(tmp_pa
         raise AssertionError("recomputed a cached material")
 
     monkeypatch.setattr(features, "material_features", fail)
-    x_g2, x_l2 = features.featurize(materials, sites, cache_dir=str(tmp_path))
+    _, x_l2 = features.featurize(materials, sites, cache_dir=str(tmp_path))
     pd.testing.assert_frame_equal(x_l, x_l2)
     broken = pd.DataFrame([{"material_id": "bad", "unitcell": {"not": "a structure"}}])
     x_g3, _ = features.featurize(pd.concat([materials, broken]), sites, cache_dir=str(tmp_path))
