@@ -12,6 +12,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # an exact torch pin first: a looser spec pulls multi-GB CUDA wheels
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test,docs,campaign,analysis]"
+  .venv/bin/python -m pip install -q -e ".[test,docs,campaign,analysis,validation]"
   echo "$want" > "$stamp"
 fi

@@ -189,6 +189,9 @@ def _register_campaign_commands() -> None:
     app.command("analyze")(ca.analyze_cmd)
     app.command("report")(ca.report_cmd)
     app.command("predict")(ca.predict_cmd)
+    from .cli_validate import validate_cmd
+
+    app.command("validate")(validate_cmd)
 
 
 _register_campaign_commands()
