@@ -101,12 +101,26 @@ def model_fingerprint(spec: str) -> str | None:
 
 
 def apply_torch_threads() -> None:
-    """``TDPH_TORCH_THREADS`` (1 is fastest per worker on CPU) applied on every resolve, not only the first load."""
+    """``TDPH_TORCH_THREADS`` (1 is fastest per worker on CPU) applied on every resolve, not only the first load.
+
+    The same count also caps numpy/scipy's BLAS threads (``TDPH_BLAS_THREADS`` overrides it):
+    the engine's linear algebra (symfc basis, normal equations, Cholesky solves, eigh) ran with
+    OpenBLAS's default of one thread per core, and on a loaded 2-core machine the spin-waiting
+    threads made a 2000x2000 Cholesky solve 17x slower (2.26 s vs 0.13 s) and a 400x400 eigh
+    100x slower; one campaign worker = one thread is what the per-worker targets assume.
+    """
     threads = os.environ.get("TDPH_TORCH_THREADS")
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
+    blas = os.environ.get("TDPH_BLAS_THREADS") or threads
+    if blas:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover (a core dependency; keep working without it)
+            return
+        threadpool_limits(limits=int(blas), user_api="blas")
 
 
 load_potential.cache_clear = _load_potential.cache_clear  # type: ignore[attr-defined]
@@ -211,24 +225,12 @@ class ForceModel:
         return np.array(atoms.get_forces())
 
     def _matgl_batch(self, positions: np.ndarray) -> np.ndarray:
-        import torch
-        from torch_geometric.data import Batch
+        # one collated graph per chunk; the forward call is shared with tdph_workflows.batching
+        # (the GPU path), so per-structure and batched forces cannot drift apart
+        from .batching import forward_forces
 
-        pot = self.calc.potential
-        graphs, lats, states = [], [], []
-        for p in positions:
-            g, lat, state = self.calc._atoms2graph.get_graph(self._atoms_at(p))
-            graphs.append(g)
-            lats.append(torch.as_tensor(np.asarray(lat), dtype=torch.float32).reshape(3, 3))
-            states.append(torch.as_tensor(np.asarray(state), dtype=torch.float32).reshape(1, -1))
-        batch = Batch.from_data_list(graphs)
-        flags = (pot.calc_stresses, pot.calc_hessian)
-        pot.calc_stresses, pot.calc_hessian = False, False
-        try:
-            result = pot(batch, torch.stack(lats), torch.cat(states))
-        finally:
-            pot.calc_stresses, pot.calc_hessian = flags
-        return result[1].detach().cpu().numpy().astype(float).reshape(positions.shape)
+        converted = [self.calc._atoms2graph.get_graph(self._atoms_at(p)) for p in positions]
+        return forward_forces(self.calc.potential, *zip(*converted, strict=True)).reshape(positions.shape)
 
     # Hessians ----------------------------------------------------------------
     def hessian(self, positions: np.ndarray) -> np.ndarray:

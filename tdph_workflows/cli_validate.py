@@ -68,7 +68,7 @@ def validate_cmd(
                 "fourph_mesh": [fourph_mesh] * 3, **json.loads(settings_json or "{}")}
     try:
         maker = ValidationMaker(calculator="vasp" if calculator == "vasp" else model, settings=settings,
-                                out_dir=str(out))
+                                out_dir=str(out), category=category)
     except (TypeError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -82,8 +82,6 @@ def validate_cmd(
     from .campaign.stores import job_store
 
     wf = flow_to_workflow(flow, store=job_store(db.uri, db.database))
-    for fw in wf.fws:
-        fw.spec["_category"] = category
     get_launchpad(db).add_wf(wf)
     console.print(f"submitted {len(sources)} materials ({len(wf.fws)} fireworks, category {category}) "
                   f"to {db.source} database {db.database}; figures will go to {out.resolve()}")

@@ -111,3 +111,14 @@ def test_vasp_branch_of_the_flow_through_custodian_with_a_stand_in_vasp(tmp_path
     assert doc.fit["relative_rmse_validation"] < 0.3
     assert 0 < doc.temperatures[0].fourph_factor < 1  # 4ph measured on the coarser mesh, applied to the fine one
     assert k["SCPH+3,4ph"] == pytest.approx(k["SCPH+3ph"] * doc.temperatures[0].fourph_factor)
+
+
+def test_vasp_statics_created_at_run_time_keep_the_worker_category():
+    from tdph_workflows.makers.validation import forces_job
+
+    cell = AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6))
+    response = forces_job.original({"supercells": [cell.as_dict()] * 2, "material_id": "Cu"}, "vasp",
+                                   {"potcar_spec": True}, "cpu")
+    jobs = list(response.replace.iterflow()) if hasattr(response.replace, "iterflow") else response.replace.jobs
+    jobs = [j[0] if isinstance(j, tuple) else j for j in jobs]
+    assert len(jobs) == 3 and all(j.config.manager_config.get("_category") == "cpu" for j in jobs)

@@ -97,7 +97,8 @@ def displacements_job(relaxed: Any, source: str, settings: dict, material_id: st
 
 
 @job
-def forces_job(displacements: dict, calculator: str | None, vasp_options: dict | None = None) -> Response | dict:
+def forces_job(displacements: dict, calculator: str | None, vasp_options: dict | None = None,
+               category: str | None = None) -> Response | dict:
     """Forces on every supercell: in-process with the potential, or VASP static runs (a replacing flow)."""
     structures = [_as_structure(d) for d in displacements["supercells"]]
     if calculator == "vasp":
@@ -105,6 +106,8 @@ def forces_job(displacements: dict, calculator: str | None, vasp_options: dict |
 
         flow = vasp_force_flow(structures, paper_static_maker(**(vasp_options or {})),
                                name=f"vasp forces {displacements['material_id']}")
+        if category:  # the static fireworks created at run time go to the same workers as the rest
+            flow.update_config({"manager_config": {"_category": category}})
         return Response(replace=flow)
     from ..calculators import resolve_calculator
 
@@ -217,6 +220,8 @@ class ValidationMaker(Maker):
     vasp_options
         Keyword arguments of ``paper_relax_maker`` / ``paper_static_maker`` (wall_time_s, vasp_cmd,
         potcar_spec, custodian_kwargs) for ``calculator="vasp"``.
+    category
+        FireWorks category of every job, including the VASP statics created at run time.
     """
 
     name: str = "tdph validation"
@@ -225,6 +230,7 @@ class ValidationMaker(Maker):
     out_dir: str = "tdph_out/validation"
     relax_fmax: float = 1e-3
     vasp_options: dict[str, Any] = field(default_factory=dict)
+    category: str | None = "cpu"
 
     def __post_init__(self) -> None:
         ValidationSettings.from_dict(self.settings)  # fail before any job runs
@@ -247,18 +253,23 @@ class ValidationMaker(Maker):
         source = str(Path(source).resolve())
         relax = self.relax(source, material_id)
         disp = displacements_job(relax.output, source, self.settings, material_id)
-        forces = forces_job(disp.output, self.calculator, self.vasp_options)
+        forces = forces_job(disp.output, self.calculator, self.vasp_options, self.category)
         fitted = fit_job(disp.output, forces.output, self.settings)
         final = temperature_job(disp.output, fitted.output, self.settings, self.calculator or "model",
                                 self.out_dir, forces.output)
         jobs = [relax, disp, forces, fitted, final]
         for j, step in zip(jobs[1:], ("displacements", "forces", "fit", "scph+kappa"), strict=True):
             j.name = f"{self.name} {step} {material_id or Path(source).name}"
-        return Flow(jobs, output=final.output, name=f"{self.name} {material_id or Path(source).name}")
+        flow = Flow(jobs, output=final.output, name=f"{self.name} {material_id or Path(source).name}")
+        if self.category:
+            flow.update_config({"manager_config": {"_category": self.category}})
+        return flow
 
     def make_many(self, sources: list[str]) -> Flow:
         """One flow per material plus the kappa bar chart over all of them (Fig. 4D)."""
         flows = [self.make(s) for s in sources]
         summary = kappa_summary_job([f.output for f in flows], self.out_dir)
         summary.name = f"{self.name} kappa summary"
+        if self.category:
+            summary.update_config({"manager_config": {"_category": self.category}})
         return Flow([*flows, summary], output=summary.output, name=f"{self.name} ({len(sources)} materials)")
