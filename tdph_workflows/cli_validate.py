@@ -37,7 +37,7 @@ def validate_cmd(
     temperature: Annotated[list[float], typer.Option("--temperature", "-T")] = [300.0],  # noqa: B006
     n_structures: Annotated[int, typer.Option(help="Rattled supercells for the anharmonic fit")] = 40,
     kappa_mesh: Annotated[int, typer.Option(help="q-mesh (n x n x n) for the 3ph kappa_L")] = 8,
-    fourph_mesh: Annotated[int, typer.Option(help="q-mesh (n x n x n) for the 4ph rates (cost ~ n^6)")] = 4,
+    fourph_mesh: Annotated[int, typer.Option(help="q-mesh (n x n x n) for the 4ph rates (cost ~ n^6; 4 is too coarse)")] = 6,
     settings_json: Annotated[str | None, typer.Option("--settings", help="JSON of further ValidationSettings fields")] = None,
     out: Annotated[Path, typer.Option(help="Folder for figures and the kappa table")] = Path("tdph_out/validation"),
     run_local: Annotated[bool, typer.Option("--run-local", help="Run here now (jobflow run_locally) instead of submitting")] = False,

@@ -68,11 +68,13 @@ def main() -> None:
             k34 = k3.kappa_with_extra_gamma(np.asarray(four.rates)[None] / (4 * np.pi))[0]
             rows.append((mesh, four.sigma_thz, float(k3.kappa_scalar[0]), float(np.trace(k34) / 3),
                          float(np.trace(k34) / np.trace(k3.kappa[0])), time.perf_counter() - t0))
-            print("mesh %d sigma %.3f THz: kappa 3ph %.3f, 3+4ph %.3f W/mK, factor %.3f (%.1f s)" % rows[-1], flush=True)
+            m, sg, k3s, k34s, fac, dt = rows[-1]
+            print(f"mesh {m} sigma {sg:.3f} THz: kappa 3ph {k3s:.3f}, 3+4ph {k34s:.3f} W/mK, factor {fac:.3f} ({dt:.1f} s)",
+                  flush=True)
     lines = [f"# 4ph factor convergence: {entry.material_id} at {a.temperature:g} K ({a.model or 'default model'})", "",
              "| 4ph mesh | sigma (THz) | kappa SCPH+3ph (W/mK) | kappa SCPH+3,4ph (W/mK) | factor | 4ph time (s) |",
              "|---|---|---|---|---|---|"]
-    lines += ["| %d | %.3f | %.3f | %.3f | %.3f | %.1f |" % r for r in rows]
+    lines += [f"| {m} | {sg:.3f} | {k3s:.3f} | {k34s:.3f} | {fac:.3f} | {dt:.1f} |" for m, sg, k3s, k34s, fac, dt in rows]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n")
 
