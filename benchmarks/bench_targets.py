@@ -33,7 +33,7 @@ import numpy as np
 from _common import MDR, RESULTS, setup_env
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-FIELDS = ["material", "formula", "atoms_supercell", "wall_s", "harmonic_s", "potential_s", "estimate_s",
+FIELDS = ["material", "formula", "atoms_supercell", "wall_s", "harmonic_s", "potential_s", "fit_s", "estimate_s",
           "observables_s", "symmetrization_s", "sym_share", "peak_rss_mb", "samples", "force_calls",
           "s_per_atom_call", "l2_shift_pct", "l2_stderr_pct", "loadavg1", "error"]
 
@@ -98,7 +98,8 @@ def main() -> None:
             n = res.n_atoms_supercell
             pot = tm["harmonic"] + tt.get("potential", 0)  # harmonic stage is almost all force calls
             rec.update(atoms_supercell=n, wall_s=round(wall, 2), harmonic_s=round(tm["harmonic"], 2),
-                       potential_s=round(tt.get("potential", 0), 2), estimate_s=round(tt.get("estimate", 0), 2),
+                       potential_s=round(tt.get("potential", 0), 2),
+                       fit_s=round(tt.get("fit", 0), 2), estimate_s=round(tt.get("estimate", 0), 2),
                        observables_s=round(tm.get("harmonic_observables", 0) + tt.get("observables", 0), 2),
                        symmetrization_s=round(sym, 3), sym_share=round(sym / wall, 4),
                        samples=t.n_samples, force_calls=calls, s_per_atom_call=f"{pot / (calls * n):.3e}",

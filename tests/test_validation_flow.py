@@ -122,3 +122,19 @@ def test_vasp_statics_created_at_run_time_keep_the_worker_category():
     jobs = list(response.replace.iterflow()) if hasattr(response.replace, "iterflow") else response.replace.jobs
     jobs = [j[0] if isinstance(j, tuple) else j for j in jobs]
     assert len(jobs) == 3 and all(j.config.manager_config.get("_category") == "cpu" for j in jobs)
+
+
+def test_polar_mdr_entry_carries_born_charges_into_dispersions(mdr_dir):
+    """NaCl's MDR entry has BORN: the validation set-up keeps it, and the plots show the LO-TO splitting."""
+    from tdph_workflows.core.phonons import band_structure
+    from tdph_workflows.io.mdr import load_mdr_entry
+    from tdph_workflows.validation.pipeline import Setup
+
+    entry = load_mdr_entry(mdr_dir / "curated" / "mp-22862_NaCl")
+    nac = {k: np.asarray(v).tolist() if k in ("born", "dielectric") else v for k, v in entry.phonon.nac_params.items()}
+    setup = Setup(entry.material_id, entry.unitcell, entry.supercell_matrix, entry.primitive_matrix, nac)
+    fc = entry.dft_force_constants()
+    near_gamma = [max(seg[1]) for seg in band_structure(setup.phonopy(with_nac=True), fc, keep_nac=True)["frequencies"][:1]]
+    without = [max(seg[1]) for seg in band_structure(setup.phonopy(), fc)["frequencies"][:1]]
+    assert near_gamma[0] > 7.0 and without[0] < 5.5  # LO ~7.7 THz vs TO ~5.1 THz next to Gamma
+    assert setup.nac()["born"].shape == (2, 3, 3)

@@ -16,6 +16,7 @@ from pathlib import Path
 from jobflow import run_locally
 
 from tdph_workflows.makers.validation import ValidationMaker
+from tdph_workflows.validation.plots import plot_kappa_bars
 
 
 def main() -> None:
@@ -40,9 +41,9 @@ def main() -> None:
         responses = run_locally(flow, ensure_success=True, log=False, root_dir=a.out / "run")
         wall = time.perf_counter() - started
         doc = responses[flow.jobs[-1].uuid][1].output
-        relax_s = None
         for t in doc.temperatures:
             rows.append({"material": f"{doc.formula} ({doc.material_id})", "temperature": t.temperature,
+                         "kappa mesh": a.mesh, "4ph mesh": a.fourph_mesh or a.mesh,
                          **{f"kappa {k}": round(v, 3) for k, v in t.kappa.items()},
                          "fit rmse (eV/A)": round(doc.fit["rmse_validation"], 5),
                          "fit relative rmse": round(doc.fit["relative_rmse_validation"], 4),
@@ -51,7 +52,7 @@ def main() -> None:
                          "scph iterations": t.scph["iterations"], "scph converged": t.scph["converged"],
                          "imaginary harmonic/scph": f"{t.scph['n_imaginary_initial']}/{t.scph['n_imaginary_final']}",
                          **{k: round(v, 1) for k, v in {**doc.timings, **t.timings}.items()},
-                         "wall_s": round(wall, 1), "relax_s": relax_s})
+                         "wall_s": round(wall, 1)})
         print(json.dumps(rows[-1]), flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "results.json").write_text(json.dumps({"settings": settings, "model": a.model, "rows": rows}, indent=1))
@@ -59,6 +60,10 @@ def main() -> None:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
+    for temperature in sorted({r["temperature"] for r in rows}):
+        plot_kappa_bars({r["material"]: {k[6:]: v for k, v in r.items() if k.startswith("kappa ") and "+" in k}
+                         for r in rows if r["temperature"] == temperature},
+                        a.out / f"kappa_levels_{temperature:g}K.png", temperature)
     print("\n".join(lines))
 
 

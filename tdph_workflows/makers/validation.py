@@ -61,7 +61,7 @@ def _setup(doc: dict) -> Setup:
                             scaled_positions=s.frac_coords)
     pm = doc["primitive_matrix"]
     return Setup(doc["material_id"], unitcell, np.array(doc["supercell_matrix"], int),
-                 pm if isinstance(pm, str) else np.array(pm, float))
+                 pm if isinstance(pm, str) else np.array(pm, float), doc.get("nac_params"))
 
 
 def _structure_of(relaxed: Any) -> Structure:
@@ -79,6 +79,7 @@ def _structure_of(relaxed: Any) -> Structure:
 def displacements_job(relaxed: Any, source: str, settings: dict, material_id: str | None = None) -> dict:
     """The relaxed cell on the source's (MDR) supercell: phonopy's and the rattled supercells."""
     from ..engine import _choose_supercell, _resolve_input
+    from ..io.mdr import is_mdr_entry, load_mdr_entry
     from ..io.structures import to_phonopy_atoms
     from ..validation.pipeline import harmonic_displacements, rattled_supercells
 
@@ -86,14 +87,17 @@ def displacements_job(relaxed: Any, source: str, settings: dict, material_id: st
     structure = _structure_of(relaxed)
     unitcell = to_phonopy_atoms(structure, mid)
     smat, _ = _choose_supercell(None, smat_entry, unitcell, mid)
-    setup = Setup(mid or structure.composition.reduced_formula, unitcell, smat, pmat)
+    nac = load_mdr_entry(source).phonon.nac_params if is_mdr_entry(source) else None
+    nac = None if nac is None else {k: np.asarray(v).tolist() if k in ("born", "dielectric") else v
+                                    for k, v in nac.items()}
+    setup = Setup(mid or structure.composition.reduced_formula, unitcell, smat, pmat, nac)
     ph, harmonic = harmonic_displacements(setup)
     rattled = rattled_supercells(setup, ValidationSettings.from_dict(settings))
     to_dict = [AseAtomsAdaptor.get_structure(a).as_dict() for a in (*harmonic, *rattled)]
     return {"material_id": setup.material_id, "formula": structure.composition.reduced_formula,
             "unitcell": structure.as_dict(), "supercell_matrix": np.asarray(smat).tolist(),
             "primitive_matrix": pmat if isinstance(pmat, str) else np.asarray(pmat).tolist(),
-            "dataset": ph.dataset, "n_harmonic": len(harmonic), "supercells": to_dict}
+            "dataset": ph.dataset, "n_harmonic": len(harmonic), "supercells": to_dict, "nac_params": nac}
 
 
 @job
@@ -169,7 +173,7 @@ def temperature_job(displacements: dict, fitted: dict, settings: dict, calculato
             "scattering_rates": str(plot_scattering_rates(*levels.rate_plot,
                                                           folder / f"scattering_rates_{tag}.png",
                                                           f"{displacements['formula']} at {temperature:g} K")),
-            "dispersion": str(plot_dispersion_with_pdos(setup.phonopy(), fc2, scph.fc2_eff, temperature,
+            "dispersion": str(plot_dispersion_with_pdos(setup.phonopy(with_nac=True), fc2, scph.fc2_eff, temperature,
                                                         folder / f"dispersion_pdos_{tag}.png",
                                                         title=f"{displacements['formula']}")),
         }

@@ -93,9 +93,18 @@ class Setup:
     unitcell: PhonopyAtoms
     supercell_matrix: np.ndarray
     primitive_matrix: np.ndarray | str
+    nac_params: dict | None = None  # Born charges and dielectric tensor of the MDR entry (polar materials)
 
-    def phonopy(self) -> Phonopy:
-        return build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix)
+    def phonopy(self, with_nac: bool = False) -> Phonopy:
+        """phonopy object; with_nac adds the LO-TO correction (dispersions, phono3py), not used for fits."""
+        ph = build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix)
+        if with_nac and self.nac_params is not None:
+            ph.nac_params = {k: np.asarray(v, float) if k in ("born", "dielectric") else v
+                             for k, v in self.nac_params.items()}
+        return ph
+
+    def nac(self) -> dict | None:
+        return None if self.nac_params is None else self.phonopy(with_nac=True).nac_params
 
     def supercell_atoms(self) -> Atoms:
         sc = self.phonopy().supercell
@@ -213,10 +222,11 @@ def kappa_levels(setup: Setup, fc2: np.ndarray, fc2_scph: np.ndarray, fc3: Spars
     timings = {}
     t0 = time.perf_counter()
     args = (setup.unitcell, setup.supercell_matrix, setup.primitive_matrix)
-    ha = kappa_rta(*args, fc2, fc3, settings.kappa_mesh, [temperature])
+    nac = {"nac_params": setup.nac()}  # phono3py's 3ph part with LO-TO; the 4ph rates without (small effect)
+    ha = kappa_rta(*args, fc2, fc3, settings.kappa_mesh, [temperature], **nac)
     timings["kappa_ha_3ph_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sc = kappa_rta(*args, fc2_scph, fc3, settings.kappa_mesh, [temperature])
+    sc = kappa_rta(*args, fc2_scph, fc3, settings.kappa_mesh, [temperature], **nac)
     timings["kappa_scph_3ph_s"] = time.perf_counter() - t0
     kappa = {"HA+3ph": float(ha.kappa_scalar[0]), "SCPH+3ph": float(sc.kappa_scalar[0])}
     tensors = {"HA+3ph": ha.kappa[0].tolist(), "SCPH+3ph": sc.kappa[0].tolist()}
@@ -229,7 +239,7 @@ def kappa_levels(setup: Setup, fc2: np.ndarray, fc2_scph: np.ndarray, fc3: Spars
         same_mesh = tuple(settings.fourph_mesh) == tuple(settings.kappa_mesh)
         # 4ph rates cost ~N_q^2 per mode: on a coarser mesh, the 4ph reduction factor of kappa is taken
         # there (3ph and 4ph on the same points) and applied to the SCPH+3ph kappa of the fine mesh
-        coarse = sc if same_mesh else kappa_rta(*args, fc2_scph, fc3, settings.fourph_mesh, [temperature])
+        coarse = sc if same_mesh else kappa_rta(*args, fc2_scph, fc3, settings.fourph_mesh, [temperature], **nac)
         four = four_phonon_rates(ph, fc4, settings.fourph_mesh, coarse.qpoints, temperature, settings.fourph_sigma_thz)
         rate4 = np.asarray(four.rates)
         k34 = coarse.kappa_with_extra_gamma(rate4[None] / to_rate)[0]

@@ -62,17 +62,18 @@ def plot_scattering_rates(frequencies: np.ndarray, rates: dict[str, np.ndarray],
 
 def plot_dispersion_with_pdos(phonon: Phonopy, fc_harmonic: np.ndarray, fc_temperature: np.ndarray,
                               temperature: float, path: str | Path, mesh: float = 20.0, title: str = "") -> Path:
-    """Dispersion at 0 K (harmonic, black) and at T (SCPH, red) with the SCPH projected DOS per element."""
+    """Dispersion at 0 K (harmonic, black) and at T (SCPH, red) with the SCPH projected DOS per element;
+    LO-TO splitting when ``phonon`` carries NAC parameters."""
     fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(8, 4.2), dpi=130, sharey=True,
                                      gridspec_kw={"width_ratios": [3, 1]})
-    bands_0 = band_structure(phonon, fc_harmonic)
+    bands_0 = band_structure(phonon, fc_harmonic, keep_nac=True)
     _plot_bands(ax, bands_0, "black", "0 K (harmonic)")
-    _plot_bands(ax, band_structure(phonon, fc_temperature), "#d62728", f"{temperature:g} K (SCPH)")
+    _plot_bands(ax, band_structure(phonon, fc_temperature, keep_nac=True), "#d62728", f"{temperature:g} K (SCPH)")
     _decorate(ax, bands_0)
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
-    ph = with_force_constants(phonon, fc_temperature)
+    ph = with_force_constants(phonon, fc_temperature, keep_nac=True)
     ph.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=True, is_mesh_symmetry=False)
     ph.run_projected_dos()
     dos = ph.get_projected_dos_dict()
