@@ -322,17 +322,17 @@ def report(out: Path, load: str) -> None:
                      r0["boundary_label"], fmt([r["boundary_min"] for r in runs]),
                      fmt([r["loadavg_1min"] for r in runs], 1)])
 
-    ratio_header = ["material", "vs", "speed-up (their wall / ours)", "call ratio (theirs / ours)",
+    ratio_header = ["material", "ours", "vs", "speed-up (their wall / ours)", "call ratio (theirs / ours)",
                     "L2 ours (%)", "L2 theirs (%)", "ΔL2 / L2 theirs (%)"]
-    ratio_rows = []
-    for mat in dict.fromkeys(k[0] for k in keys):
-        ours = groups.get((mat, "ours", ""))
-        for other in ("phonopy", "hiphive"):
-            theirs = groups.get((mat, other, ""))
-            if not ours or not theirs:
-                continue
+    ratio_rows = []  # every ours run (default first) against every phonopy / hiphive run of the same material
+    name = {k: METHOD_LABEL[k[1]] + (f" [{k[2]}]" if k[2] else "") for k in keys}
+    for k_ours in [k for k in keys if k[1] == "ours"]:
+        ours = groups[k_ours]
+        for k_other in [k for k in keys if k[0] == k_ours[0] and k[1] != "ours"]:
+            theirs = groups[k_other]
             l2o, l2t = mean(ours, "l2_shift"), mean(theirs, "l2_shift")
-            ratio_rows.append([ours[0]["label"], METHOD_LABEL[other], f"{mean(theirs, 'wall_s') / mean(ours, 'wall_s'):.1f}",
+            ratio_rows.append([ours[0]["label"], name[k_ours], name[k_other],
+                               f"{mean(theirs, 'wall_s') / mean(ours, 'wall_s'):.1f}",
                                f"{mean(theirs, 'force_calls') / mean(ours, 'force_calls'):.1f}",
                                f"{100 * l2o:.2f}", f"{100 * l2t:.2f}", f"{100 * (l2o - l2t) / l2t:+.1f}"])
 
