@@ -54,14 +54,12 @@ def _as_structure(value: Structure | dict) -> Structure:
 
 
 def _setup(doc: dict) -> Setup:
-    from phonopy.structure.atoms import PhonopyAtoms
+    from ..io.structures import to_phonopy_atoms
 
-    s = _as_structure(doc["unitcell"])
-    unitcell = PhonopyAtoms(symbols=[site.specie.symbol for site in s], cell=s.lattice.matrix,
-                            scaled_positions=s.frac_coords)
     pm = doc["primitive_matrix"]
-    return Setup(doc["material_id"], unitcell, np.array(doc["supercell_matrix"], int),
-                 pm if isinstance(pm, str) else np.array(pm, float), doc.get("nac_params"))
+    return Setup(doc["material_id"], to_phonopy_atoms(_as_structure(doc["unitcell"]), doc["material_id"]),
+                 np.array(doc["supercell_matrix"], int), pm if isinstance(pm, str) else np.array(pm, float),
+                 doc.get("nac_params"))
 
 
 def _structure_of(relaxed: Any) -> Structure:
@@ -113,16 +111,14 @@ def forces_job(displacements: dict, calculator: str | None, vasp_options: dict |
         if category:  # the static fireworks created at run time go to the same workers as the rest
             flow.update_config({"manager_config": {"_category": category}})
         return Response(replace=flow)
-    from ..calculators import resolve_calculator
+    from ..calculators import ForceModel, resolve_calculator
 
-    calc = resolve_calculator(calculator)
-    forces = []
+    # displaced copies of one supercell: ForceModel checks the elements and the finiteness of the forces
+    model = ForceModel(resolve_calculator(calculator), AseAtomsAdaptor.get_atoms(structures[0]),
+                       displacements["material_id"])
     started = time.perf_counter()
-    for s in structures:
-        atoms = AseAtomsAdaptor.get_atoms(s)
-        atoms.calc = calc
-        forces.append(atoms.get_forces())
-    return {"forces": pack(np.array(forces)), "seconds": time.perf_counter() - started}
+    forces = model.forces(np.array([s.cart_coords for s in structures]))
+    return {"forces": pack(forces), "seconds": time.perf_counter() - started}
 
 
 def _forces_array(forces: dict) -> np.ndarray:

@@ -14,6 +14,7 @@ import base64
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..core.higher_order import SparseFC
 from ..core.phonons import build_phonopy
 from ..core.scph import SCPHResult, run_scph
 from ..core.symmetry import supercell_symmetry, symmetrize
+from ..io.structures import phonopy_to_ase
 
 
 @dataclass(frozen=True)
@@ -96,23 +98,30 @@ class Setup:
     nac_params: dict | None = None  # Born charges and dielectric tensor of the MDR entry (polar materials)
 
     def phonopy(self, with_nac: bool = False) -> Phonopy:
-        """phonopy object; with_nac adds the LO-TO correction (dispersions, phono3py), not used for fits."""
+        """A fresh phonopy object (callers set force constants on it); with_nac adds the LO-TO
+        correction (dispersions, phono3py), not used for fits."""
         ph = build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix)
         if with_nac and self.nac_params is not None:
-            ph.nac_params = {k: np.asarray(v, float) if k in ("born", "dielectric") else v
-                             for k, v in self.nac_params.items()}
+            ph.nac_params = self.nac()
         return ph
 
     def nac(self) -> dict | None:
-        return None if self.nac_params is None else self.phonopy(with_nac=True).nac_params
+        """NAC parameters with array values, as phonopy and phono3py take them."""
+        if self.nac_params is None:
+            return None
+        return {k: np.asarray(v, float) if k in ("born", "dielectric") else v for k, v in self.nac_params.items()}
+
+    @cached_property
+    def _cells(self) -> tuple[Atoms, Atoms]:
+        # one symmetry search for both cells; they are asked for by several steps
+        ph = self.phonopy()
+        return phonopy_to_ase(ph.supercell), phonopy_to_ase(ph.primitive)
 
     def supercell_atoms(self) -> Atoms:
-        sc = self.phonopy().supercell
-        return Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+        return self._cells[0].copy()
 
     def primitive_atoms(self) -> Atoms:
-        p = self.phonopy().primitive
-        return Atoms(p.symbols, cell=p.cell, scaled_positions=p.scaled_positions, pbc=True)
+        return self._cells[1].copy()
 
 
 def harmonic_displacements(setup: Setup, distance: float = 0.01) -> tuple[Phonopy, list[Atoms]]:
@@ -247,11 +256,12 @@ def kappa_levels(setup: Setup, fc2: np.ndarray, fc2_scph: np.ndarray, fc3: Spars
         kappa["SCPH+3,4ph"] = float(kappa["SCPH+3ph"] * factor)
         tensors["SCPH+3,4ph"] = (k34 if same_mesh else sc.kappa[0] * factor).tolist()
         timings["fourph_s"] = time.perf_counter() - t0
+        fourph_factor = None if same_mesh else float(factor)
         rates["4ph (SCPH)"] = rate4  # on the irreducible points of the fourph mesh
         r3 = to_rate * coarse.gamma[0]
         rate_plot = (coarse.frequencies, {"SCPH+3ph": r3, "SCPH+3,4ph": r3 + rate4})
     else:
+        fourph_factor = None
         rate_plot = (sc.frequencies, {"SCPH+3ph": rates["3ph (SCPH)"]})
     return KappaLevels(temperature, kappa, tensors, sc.frequencies, rates, sc.weights, int(ha.n_imaginary), timings,
-                       None if fc4 is None or tuple(settings.fourph_mesh) == tuple(settings.kappa_mesh)
-                       else float(factor), rate_plot)
+                       fourph_factor, rate_plot)
