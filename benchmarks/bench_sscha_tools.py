@@ -218,17 +218,31 @@ def run_phonopy(mat: Material, ref: Reference, seed: int, opts: dict) -> dict:
                 energies.append(atoms.get_potential_energy())
             return np.array(energies), np.array(forces), np.zeros((len(energies), 6))
 
-    n_iter, n_snap = opts["phonopy_iterations"], opts["phonopy_snapshots"]
+    n_iter, n_snap, mixing = opts["phonopy_iterations"], opts["phonopy_snapshots"], opts.get("phonopy_mixing", 1.0)
     start = phonons.with_force_constants(ref.stage.phonon, ref.stage.force_constants)
     t0 = time.perf_counter()
     sscha = MLPSSCHA(start, CalculatorMLP(mlp="ase"), temperature=opts["T"], number_of_snapshots=n_snap,
                      max_iterations=n_iter, fc_calculator="symfc", random_seed=seed)
-    silenced(sscha.run)
-    wall = time.perf_counter() - t0
+    trace, t_obs = [], 0.0  # observables after every iteration; their own cost is kept out of the wall time
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc_previous = np.array(sscha.force_constants)
+        for iteration in sscha:
+            if mixing < 1.0:  # linear mixing, as hiphive's alpha: phonopy samples from what is set here
+                fc_mixed = (1.0 - mixing) * fc_previous + mixing * np.array(sscha.force_constants)
+                sscha._ph.force_constants = fc_mixed  # MLPSSCHA has no mixing option
+            fc_previous = np.array(sscha.force_constants)
+            t1 = time.perf_counter()
+            obs = observables(ref, np.array(sscha.force_constants))
+            t_obs += time.perf_counter() - t1
+            trace.append({"iteration": iteration, "wall_s": time.perf_counter() - t0 - t_obs + ref.wall,
+                          "force_calls": counter.calls + ref.calls} | obs)
+    wall = time.perf_counter() - t0 - t_obs
     fc = np.array(sscha.force_constants)
     return {"wall_s": wall + ref.wall, "method_wall_s": wall, "force_calls": counter.calls + ref.calls, "hessians": 0,
             "settings": f"MLPSSCHA {n_iter} it. x {n_snap} snapshots, symfc, from Phi_HA "
-                        f"(+{ref.calls} harmonic calls)"} | observables(ref, fc)
+                        + (f"+ linear mixing {mixing:g} " if mixing < 1.0 else "")
+                        + f"(+{ref.calls} harmonic calls)", "trace": trace} | observables(ref, fc)
 
 
 def hiphive_cutoff(ref: Reference, fraction: float = 0.95) -> float:
@@ -272,9 +286,11 @@ NOTES = (
     "Frequencies in THz (negative = imaginary); Γ = lowest optical mode at Gamma, ZB = lowest mode at the named "
     "zone-boundary point. Mean ± sample standard deviation over runs with different seeds. hiphive's force "
     "constants are truncated at its second-order cutoff, so its L2 shift also contains the truncation of Phi_HA's "
-    "long-range part. Ours is one-shot (sampled from Phi_HA, imaginary modes at max(|omega|, 0.5 THz)); phonopy "
-    "and hiphive iterate to self-consistency. Machine: 2 CPU cores shared with other jobs, one torch thread, "
-    "OMP_NUM_THREADS=1; several benchmark processes ran at once, see the load-average column: timings are noisy."
+    "long-range part. 'ours' is the default one-shot (sampled from Phi_HA, imaginary modes at max(|omega|, 0.5 THz), "
+    "the paper's method); 'ours [self-consistent]' is `SSCHASettings(self_consistent=True)`: coarse 32-sample "
+    "iterations with damped mixing until Phi(T) is a fixed point within the noise, then full statistics "
+    "(docs/method.md). phonopy and hiphive iterate to self-consistency. Machine: 2 CPU cores, one torch thread, "
+    "OMP_NUM_THREADS=1; up to two benchmark processes ran at once, see the load-average column."
 )
 
 RUNNERS = {"ours": run_ours, "phonopy": run_phonopy, "hiphive": run_hiphive}
@@ -296,6 +312,44 @@ def fmt(values: list, digits: int = 2, scale: float = 1.0) -> str:
 
 def mean(runs: list[dict], key: str) -> float:
     return float(np.mean([r[key] for r in runs]))
+
+
+TRACE_NOTES = (
+    "phonopy's MLPSSCHA has no mixing: each iteration samples from the force constants the previous one fitted "
+    "(runs marked 'linear mixing a' set (1 - a) Phi_previous + a Phi_fit between iterations, as hiphive's alpha). "
+    "Each run's answer is the median over the second half of its iterations, with the interquartile range as the "
+    "spread. 'Settled at' is the first iteration from which every later one lies within ±10 % of that median, with "
+    "the wall time and calls up to it ('never' when the last iteration is outside). The observables of every "
+    "iteration are stored in the run's JSON (`trace`)."
+)
+
+
+def _median_iqr(values: list) -> tuple[float, str]:
+    v = np.array([x for x in values if x is not None], float)
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return float(med), f"{med:.2f} [{q1:.2f}, {q3:.2f}]"
+
+
+def trace_summary(run: dict) -> dict:
+    trace = run["trace"]
+    tail = trace[len(trace) // 2:]
+    l2 = [t["l2_shift"] for t in tail]
+    med, _ = _median_iqr(l2)
+    _, l2_text = _median_iqr([100 * x for x in l2])
+    settled = None
+    for i in range(len(trace) - 1, -1, -1):
+        if abs(trace[i]["l2_shift"] - med) > 0.1 * med:
+            break
+        settled = trace[i]
+    return {"l2_median": med, "l2_text": l2_text, "n": len(tail),
+            "within": sum(abs(x - med) <= 0.1 * med for x in l2), "settled": settled,
+            "settled_text": "never" if settled is None else
+            f"it. {settled['iteration']}: {settled['wall_s']:.0f} s, {settled['force_calls']} calls",
+            "gamma_text": _median_iqr([t["gamma_optical_min"] for t in tail])[1]
+            if any(t["gamma_optical_min"] is not None for t in tail) else "—",
+            "zb_median": _median_iqr([t["boundary_min"] for t in tail])[0],
+            "zb_text": _median_iqr([t["boundary_min"] for t in tail])[1],
+            "zb_imaginary": sum(t["boundary_min"] < 0 for t in tail)}
 
 
 def report(out: Path, load: str) -> None:
@@ -340,9 +394,35 @@ def report(out: Path, load: str) -> None:
         lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
         return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rs]
 
+    traced = [r for r in raw if len(r.get("trace", [])) >= 10]
+    trace_header = ["material", "phonopy run", "wall (s)", "force calls", "L2 median [IQR], 2nd half (%)",
+                    "2nd-half iterations within ±10 % of median", "settled at", "Γ median [IQR] (THz)", "ZB median [IQR] (THz)",
+                    "iterations with imaginary ZB"]
+    trace_rows, trace_ratio_rows = [], []
+    for r in traced:
+        t = trace_summary(r)
+        trace_rows.append([r["label"], f"{r['settings']} (seed {r['seed']})", f"{r['wall_s']:.0f}", r["force_calls"],
+                           t["l2_text"], f"{t['within']}/{t['n']}", t["settled_text"], t["gamma_text"], t["zb_text"], t["zb_imaginary"]])
+        for k_ours in [k for k in keys if k[1] == "ours" and k[0] == r["material"]]:
+            ours = groups[k_ours]
+            l2o = mean(ours, "l2_shift")
+            s_ = t["settled"]
+            trace_ratio_rows.append([r["label"], f"{r['settings']} (seed {r['seed']})", name[k_ours],
+                                     f"{r['wall_s'] / mean(ours, 'wall_s'):.1f}",
+                                     "—" if s_ is None else f"{s_['wall_s'] / mean(ours, 'wall_s'):.1f}",
+                                     f"{r['force_calls'] / mean(ours, 'force_calls'):.1f}", f"{100 * l2o:.2f}",
+                                     f"{100 * t['l2_median']:.2f}",
+                                     f"{100 * (l2o - t['l2_median']) / t['l2_median']:+.1f}"])
+
     text = ["# Our one-shot SSCHA vs phonopy SSCHA (symfc) vs hiphive SCP", "", NOTES,
             f"Load average when the report was written: `{load}`.", ""]
     text += md(header, rows) + ["", "## Ratios (mean over runs)", ""] + md(ratio_header, ratio_rows) + [""]
+    if traced:
+        text += ["## phonopy SSCHA iteration by iteration", "", TRACE_NOTES, ""] + md(trace_header, trace_rows)
+        text += ["", "Ours against each run's median (speed-ups: phonopy's wall for the whole run, and up to the "
+                 "iteration it settled at, over ours):", ""]
+        text += md(["material", "phonopy run", "ours", "speed-up (whole run)", "speed-up (to settled)", "call ratio",
+                    "L2 ours (%)", "L2 phonopy median (%)", "ΔL2 / median (%)"], trace_ratio_rows) + [""]
     (out / "sscha_tools.md").write_text("\n".join(text))
 
     columns = ["material", "method", "variant", "seed", "settings", "wall_s", "method_wall_s", "force_calls",
@@ -353,11 +433,11 @@ def report(out: Path, load: str) -> None:
         writer.writeheader()
         for k in keys:
             writer.writerows(groups[k])
-    plot(out, groups, keys)
+    plot(out, groups, keys, traced)
     print("\n".join(text))
 
 
-def plot(out: Path, groups: dict, keys: list) -> None:
+def plot(out: Path, groups: dict, keys: list, traced: list) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,7 +448,7 @@ def plot(out: Path, groups: dict, keys: list) -> None:
     series = [(m, "") for m in METHODS] + sorted({k[1:] for k in keys if k[2]})  # supplementary runs last
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:cyan", "tab:red", "tab:purple", "tab:gray"]
     width = 0.8 / len(series)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 4 if traced else 3, figsize=(20 if traced else 15, 4.5))
     for j, (key, scale, title, log) in enumerate([("wall_s", 1, "wall time (s)", True),
                                                   ("force_calls", 1, "force calls", True),
                                                   ("l2_shift", 100, "L2 frequency shift (%)", False)]):
@@ -391,9 +471,30 @@ def plot(out: Path, groups: dict, keys: list) -> None:
         if log:
             ax.set_yscale("log")
     axes[2].legend(fontsize=7)
+    if traced:
+        plot_traces(axes[3], groups, traced)
     fig.tight_layout()
     fig.savefig(out / "sscha_tools.png", dpi=130)
     plt.close(fig)
+
+
+def plot_traces(ax, groups: dict, traced: list) -> None:
+    """L2 shift per phonopy iteration, with ours (self-consistent, mean ± sd over seeds) as a band."""
+    for i, run in enumerate(traced):
+        color = f"C{i}"
+        it = [t["iteration"] for t in run["trace"]]
+        ax.plot(it, [100 * t["l2_shift"] for t in run["trace"]], "o-", ms=3, color=color,
+                label=f"phonopy {run['label'].split(' ')[0]}")
+        ours = groups.get((run["material"], "ours", "self-consistent"))
+        if ours:
+            v = 100 * np.array([r["l2_shift"] for r in ours])
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            ax.axhspan(v.mean() - sd, v.mean() + sd, color=color, alpha=0.25)
+            ax.axhline(v.mean(), color=color, ls="--", lw=1, label=f"ours self-consistent {run['label'].split(' ')[0]}")
+    ax.set_yscale("log")
+    ax.set_xlabel("phonopy SSCHA iteration")
+    ax.set_title("L2 shift per iteration (%)")
+    ax.legend(fontsize=7)
 
 
 # --------------------------------------------------------------------------- driver
@@ -406,6 +507,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=300.0)
     ap.add_argument("--phonopy-iterations", type=int, default=5)
     ap.add_argument("--phonopy-snapshots", type=int, default=400)
+    ap.add_argument("--phonopy-mixing", type=float, default=1.0,
+                    help="weight of each new fit in the force constants phonopy samples from next (1: none)")
     ap.add_argument("--hiphive-iterations", type=int, default=30)
     ap.add_argument("--hiphive-structures", type=int, default=50)
     ap.add_argument("--hiphive-alpha", type=float, default=0.2)
@@ -416,7 +519,8 @@ def main() -> None:
     ap.add_argument("--ours-self-consistent", action="store_true", help="ours with self_consistent=True")
     args = ap.parse_args()
     opts = {"T": args.temperature, "phonopy_iterations": args.phonopy_iterations,
-            "phonopy_snapshots": args.phonopy_snapshots, "hiphive_iterations": args.hiphive_iterations,
+            "phonopy_snapshots": args.phonopy_snapshots, "phonopy_mixing": args.phonopy_mixing,
+            "hiphive_iterations": args.hiphive_iterations,
             "hiphive_structures": args.hiphive_structures, "hiphive_alpha": args.hiphive_alpha}
     if args.smoke:
         args.materials, args.repeats, args.out = ["al"], 1, args.out / "smoke"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -29,6 +30,15 @@ Progress = Callable[[str], None]
 # Per-atom rms displacement beyond which samples leave the regime a harmonic reference
 # describes (Lindemann-like: ~10 % of a 2.5 A bond); flagged on the result, not fatal.
 LARGE_RMS_DISPLACEMENT = 0.25
+
+
+def fixed_point_z(n_frequencies: int, false_alarm: float = 0.05) -> float:
+    """z threshold so that a true fixed point passes all n per-frequency tests with 1 - false_alarm.
+
+    Bonferroni over the frequencies (conservative: degenerate modes are correlated). A fixed
+    2.5 sigma per frequency fails a true fixed point of 120 frequencies ~75 % of the time.
+    """
+    return NormalDist().inv_cdf(1.0 - false_alarm / (2 * max(n_frequencies, 1)))  # stdlib: scipy.stats costs 0.4 s
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,18 @@ class SSCHASettings:
         Stop when stderr(L2) <= max(target_abs, target_rel * L2); 0.005 = 0.5 points.
     n_groups
         Jackknife groups (pairs are dealt round-robin).
-    self_consistent, sc_tolerance_thz, sc_max_iterations
-        Resample from Phi(T) until every commensurate frequency changes by less
-        than the tolerance or than 2.5 combined jackknife standard errors (the
-        noise floor) between iterations.
+    self_consistent, sc_tolerance_thz, sc_max_iterations, sc_mixing, sc_coarse_pairs
+        Resample from Phi(T) until it is a fixed point: every commensurate
+        frequency of the new estimate differs from those of the force constants
+        it was sampled from by less than the tolerance or than ``fixed_point_z``
+        jackknife standard errors of the new estimate. Coarse to fine: iterations use
+        ``sc_coarse_pairs`` pairs (default ``min_pairs``) until the fixed point
+        holds within their noise, then full statistics verify it. The sampling
+        force constants move by linear mixing, Phi <- (1-a) Phi + a Phi_new, with
+        a = ``sc_mixing`` halved (down to ``sc_min_mixing``) whenever the residual
+        grows: unmixed iterations oscillate around soft modes (SrTiO3 at 300 K:
+        L2 20-37 % over 8 iterations, never converged), while well-behaved
+        crystals converge fastest unmixed.
     acoustic_sum_rule
         None: impose it when the harmonic force constants obey it.
     """
@@ -68,7 +86,10 @@ class SSCHASettings:
     n_groups: int = 8
     self_consistent: bool = False
     sc_tolerance_thz: float = 0.05
-    sc_max_iterations: int = 8
+    sc_max_iterations: int = 40
+    sc_mixing: float = 1.0
+    sc_min_mixing: float = 0.25
+    sc_coarse_pairs: int | None = None
     acoustic_sum_rule: bool | None = None
     symprec: float = 1e-4
     seed: int = 0
@@ -82,6 +103,10 @@ class SSCHASettings:
             raise ValueError("n_groups must be >= 2")
         if self.min_pairs < self.n_groups and self.estimator == "force_fit":
             raise ValueError("min_pairs must be >= n_groups so every jackknife group has data")
+        if not 0.0 < self.sc_min_mixing <= self.sc_mixing <= 1.0:
+            raise ValueError("need 0 < sc_min_mixing <= sc_mixing <= 1")
+        if self.sc_coarse_pairs is not None and self.sc_coarse_pairs < self.n_groups:
+            raise ValueError("sc_coarse_pairs must be >= n_groups so every jackknife group has data")
         SoftModePolicy(self.soft_mode_floor_thz)
 
 
@@ -202,7 +227,10 @@ class OneShotSSCHA:
             "r_onsite": metrics.r_onsite(self.fc_harmonic, fc),
         }
 
-    def _sample_at(self, fc_sampling: np.ndarray, temperature: float, rng: np.random.Generator, timings: dict):
+    def _sample_at(
+        self, fc_sampling: np.ndarray, temperature: float, rng: np.random.Generator, timings: dict,
+        pair_cap: int | None = None,
+    ):
         s = self.settings
         modes = thermal_modes(fc_sampling, self.masses, SoftModePolicy(s.soft_mode_floor_thz))
         acc = self._accumulator()
@@ -211,7 +239,8 @@ class OneShotSSCHA:
         if isinstance(acc, ForceRegression) and not acc.uses_symfc:
             # plain least squares: each pair adds one direction; every jackknife subset needs rank 3N
             batch = max(batch, int(np.ceil(3 * len(self.masses) * s.n_groups / (s.n_groups - 1))) + s.n_groups)
-        max_pairs = max(s.max_pairs, batch)
+        max_pairs = max(s.max_pairs if pair_cap is None else min(pair_cap, s.max_pairs), batch)
+        batch = min(batch, max_pairs)
         sum_u2 = np.zeros(len(self.masses))
         n_pairs = 0
         while True:
@@ -268,25 +297,44 @@ class OneShotSSCHA:
         t_start = time.perf_counter()
         fc_sampling = self.fc_harmonic
         sc_changes: list[float] = []
-        freqs_prev, freqs_prev_se = self.freqs_harmonic, np.zeros_like(self.freqs_harmonic)
         sc_converged = None if not s.self_consistent else False
         n_iter = s.sc_max_iterations if s.self_consistent else 1
+        coarse_cap = s.sc_coarse_pairs or s.min_pairs
+        coarse = s.self_consistent and coarse_cap < s.max_pairs
+        freqs_sampling = self.freqs_harmonic
+        mixing, previous_change = s.sc_mixing, np.inf
         for _ in range(n_iter):
             fc, obs, l2, se, converged, history, errors, modes, rms = self._sample_at(
-                fc_sampling, temperature, rng, timings
+                fc_sampling, temperature, rng, timings, coarse_cap if coarse else None
             )
             if not s.self_consistent:
                 break
-            delta = np.abs(obs["freqs"] - freqs_prev)
+            # fixed-point residual: the new estimate against the force constants it was sampled from
+            delta = np.abs(obs["freqs"] - freqs_sampling)
             change = float(delta.max())
             sc_changes.append(change)
-            self.progress(f"T={temperature:g} K: self-consistent step {len(sc_changes)}, max |d omega| {change:.3f} THz")
-            # every frequency moved less than the tolerance or than its own statistical noise
-            noise = 2.5 * np.hypot(obs["freqs_stderr"], freqs_prev_se)
-            if np.all(delta < np.maximum(s.sc_tolerance_thz, noise)):
+            stage = "coarse" if coarse else "full statistics"
+            self.progress(
+                f"T={temperature:g} K: self-consistent step {len(sc_changes)} ({stage}), max |d omega| {change:.3f} THz"
+            )
+            # fc_sampling is known exactly: only the new estimate's noise blurs the residual
+            noise = fixed_point_z(len(delta)) * obs["freqs_stderr"]
+            fixed_point = bool(np.all(delta < np.maximum(s.sc_tolerance_thz, noise)))
+            # "within noise" counts only once the noise itself meets the L2 target: a chaotic step
+            # through near-unstable force constants has huge error bars and would pass otherwise.
+            # A coarse step that met the target is a full-statistics step already.
+            if fixed_point and converged:
                 sc_converged = True
                 break
-            fc_sampling, freqs_prev, freqs_prev_se = fc, obs["freqs"], obs["freqs_stderr"]
+            if fixed_point and coarse:
+                coarse = False  # fixed point within the coarse noise only: verify it with full statistics
+                fc_sampling = fc
+            else:
+                if change > previous_change:  # the iteration overshoots (soft modes): damp it
+                    mixing = max(mixing / 2, s.sc_min_mixing)
+                fc_sampling = (1.0 - mixing) * fc_sampling + mixing * fc
+            freqs_sampling = commensurate_frequencies(self.phonon, fc_sampling)
+            previous_change = change
         timings["total"] = time.perf_counter() - t_start
         notes = list(modes.notes)
         if rms > LARGE_RMS_DISPLACEMENT:
