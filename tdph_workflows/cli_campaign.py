@@ -41,6 +41,9 @@ def submit_cmd(
     model: Annotated[str | None, typer.Option(help="Model folder/name (a fine-tuned one too), emt, module:factory")] = None,
     category: Annotated[str, typer.Option(help="FireWorks category (gpu or cpu)")] = "gpu",
     campaign: Annotated[str, typer.Option(help="Campaign name")] = "default",
+    self_consistent: Annotated[bool, typer.Option(
+        "--self-consistent", help="Self-consistent Phi(T) (~4x the one-shot cost; the one-shot L2 shift is "
+        "biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
     launchpad: LaunchpadOption = None,
 ) -> None:
     """Add materials to the LaunchPad; already-known materials (same dedup key) are skipped."""
@@ -59,7 +62,8 @@ def submit_cmd(
     db = _db(launchpad)
     with Progress(console=console) as bar:
         task = bar.add_task("registering", total=len(items))
-        report = submit(items, db, model, temperature, chunk_size=chunk_size, category=category, campaign=campaign,
+        report = submit(items, db, model, temperature, {"self_consistent": True} if self_consistent else None,
+                        chunk_size=chunk_size, category=category, campaign=campaign,
                         progress=lambda done, total: bar.update(task, completed=done))
     console.print(f"{report.new} new materials in {report.fireworks} fireworks; {report.skipped} already known "
                   f"(database {db.source}: {db.database})")

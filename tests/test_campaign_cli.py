@@ -55,6 +55,9 @@ def test_submit_worker_status_query_rerun(env, tmp_path):
     assert json.loads(res.output) == []
     res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c"])
     assert "0 new materials" in res.output
+    # other physics settings are other results: the self-consistent runs are new materials to the registry
+    res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c", "--self-consistent"])
+    assert "2 new materials" in res.output, res.output
     res = runner.invoke(app, ["campaign", "rerun", "--state", "FIZZLED"])
     assert "rerun 1 FIZZLED" in res.output
 
