@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--name", default="targets")
     ap.add_argument("--self-consistent", action="store_true", help="SSCHASettings(self_consistent=True)")
+    ap.add_argument("--only", nargs="+", help="rerun these materials of the sample; their rows in NAME.csv are replaced")
     args = ap.parse_args()
     setup_env()
     from tdph_workflows.calculators import resolve_calculator
@@ -84,8 +85,15 @@ def main() -> None:
     rows = [r for r in rows if (MDR / "raw_lt20atoms" / r["raw_tarball"]).exists()]
     picked = random.Random(args.seed).sample(rows, args.random)
     out_csv = RESULTS / f"{args.name}.csv"
+    kept = []
+    if args.only:  # keep the other rows (same sample, same code path for them), in sample order
+        picked = [r for r in picked if r["mp_id"] in set(args.only)]
+        with open(out_csv) as fh:
+            kept = [r for r in csv.DictReader(fh) if r["material"] not in set(args.only)]
     with open(out_csv, "w", newline="") as fh:
-        csv.writer(fh).writerow(FIELDS)
+        writer = csv.writer(fh)
+        writer.writerow(FIELDS)
+        writer.writerows([[r.get(k, "") for k in FIELDS] for r in kept])
     done = []
     for r in picked:
         rss.reset()

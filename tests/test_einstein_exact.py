@@ -142,3 +142,16 @@ def test_self_consistent_quantum_fixed_point_of_stable_oscillators():
         one_shot = k + 3 * LAM[sym] * quantum_u2(k, masses[sym], temperature)
         assert abs(got[sym] - exact) < 0.08 * (exact - k), (sym, got[sym], exact)  # seeds: within 6.5 % at 512
         assert abs(one_shot - exact) > 0.1 * (exact - k)
+
+
+def test_self_consistent_loop_gives_up_when_it_stalls():
+    """Undamped iteration of the double well never settles: the loop must stop early, say so, and not converge."""
+    settings = SSCHASettings(estimator="force_fit", quantum=False, min_pairs=256, max_pairs=256, seed=2,
+                             self_consistent=True, sc_max_iterations=30, sc_mixing=1.0, sc_min_mixing=1.0)
+    t = run_temperature_phonons(shuffled_rocksalt(3), DoubleWell(), [300.0], [1, 1, 1], settings).temperatures[0]
+    assert t.self_consistent_converged is False
+    assert len(t.self_consistent_changes_thz) < 30
+    changes = t.self_consistent_changes_thz
+    best = int(np.argmin(changes))
+    assert len(changes) - 1 - best >= settings.sc_stall_iterations
+    assert any("stalled" in note for note in t.sampling_notes)
