@@ -168,10 +168,16 @@ def observables(ref: Reference, fc: np.ndarray) -> dict:
             "min_frequency": float(freqs.min())}
 
 
-def silenced(fn, *args, **kwargs):
-    """Run a third-party call with its progress prints and warnings swallowed."""
+@contextlib.contextmanager
+def quiet():
+    """Third-party progress prints and warnings swallowed."""
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        yield
+
+
+def silenced(fn, *args, **kwargs):
+    with quiet():
         return fn(*args, **kwargs)
 
 
@@ -224,16 +230,14 @@ def run_phonopy(mat: Material, ref: Reference, seed: int, opts: dict) -> dict:
     sscha = MLPSSCHA(start, CalculatorMLP(mlp="ase"), temperature=opts["T"], number_of_snapshots=n_snap,
                      max_iterations=n_iter, fc_calculator="symfc", random_seed=seed)
     trace, t_obs = [], 0.0  # observables after every iteration; their own cost is kept out of the wall time
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         fc_previous = np.array(sscha.force_constants)
         for iteration in sscha:
             if mixing < 1.0:  # linear mixing, as hiphive's alpha: phonopy samples from what is set here
-                fc_mixed = (1.0 - mixing) * fc_previous + mixing * np.array(sscha.force_constants)
-                sscha._ph.force_constants = fc_mixed  # MLPSSCHA has no mixing option
-            fc_previous = np.array(sscha.force_constants)
+                sscha._ph.force_constants = (1.0 - mixing) * fc_previous + mixing * np.array(sscha.force_constants)
+            fc_previous = np.array(sscha.force_constants)  # MLPSSCHA has no mixing option: set above
             t1 = time.perf_counter()
-            obs = observables(ref, np.array(sscha.force_constants))
+            obs = observables(ref, fc_previous)
             t_obs += time.perf_counter() - t1
             trace.append({"iteration": iteration, "wall_s": time.perf_counter() - t0 - t_obs + ref.wall,
                           "force_calls": counter.calls + ref.calls} | obs)
@@ -350,7 +354,6 @@ def trace_summary(run: dict) -> dict:
             f"it. {settled['iteration']}: {settled['wall_s']:.0f} s, {settled['force_calls']} calls",
             "gamma_text": _median_iqr([t["gamma_optical_min"] for t in tail])[1]
             if any(t["gamma_optical_min"] is not None for t in tail) else "—",
-            "zb_median": _median_iqr([t["boundary_min"] for t in tail])[0],
             "zb_text": _median_iqr([t["boundary_min"] for t in tail])[1],
             "zb_imaginary": sum(t["boundary_min"] < 0 for t in tail)}
 
@@ -425,8 +428,8 @@ def report(out: Path, load: str) -> None:
     text += md(header, rows) + ["", "## Ratios (mean over runs)", ""] + md(ratio_header, ratio_rows) + [""]
     if traced:
         text += ["## phonopy SSCHA iteration by iteration", "", TRACE_NOTES, ""] + md(trace_header, trace_rows)
-        text += ["", "Ours against each run's median (speed-ups: phonopy's wall for the whole run, and up to the "
-                 "iteration it settled at, over ours):", ""]
+        text += ["", ("Ours against each run's median (speed-ups: phonopy's wall for the whole run, and up to the "
+                      "iteration it settled at, over ours):"), ""]
         text += md(["material", "phonopy run", "ours", "speed-up (whole run)", "speed-up (to settled)",
                     f"speed-up (to it. {FIXED_ITERATIONS})", "call ratio",
                     "L2 ours (%)", "L2 phonopy median (%)", "ΔL2 / median (%)"], trace_ratio_rows) + [""]

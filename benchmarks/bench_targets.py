@@ -86,7 +86,7 @@ def main() -> None:
     picked = random.Random(args.seed).sample(rows, args.random)
     out_csv = RESULTS / f"{args.name}.csv"
     kept = []
-    if args.only:  # keep the other rows (same sample, same code path for them), in sample order
+    if args.only:  # keep the other rows (same sample, same code path for them); the reruns are appended
         picked = [r for r in picked if r["mp_id"] in set(args.only)]
         with open(out_csv) as fh:
             kept = [r for r in csv.DictReader(fh) if r["material"] not in set(args.only)]

@@ -36,6 +36,8 @@ def main() -> None:
     l2_sc = np.array([float(sc[m]["l2_shift_pct"]) for m in common])
     wall_one = np.array([float(one[m]["wall_s"]) for m in common])
     wall_sc = np.array([float(sc[m]["wall_s"]) for m in common])
+    calls_one = sum(int(one[m]["force_calls"]) for m in common)
+    calls_sc = sum(int(sc[m]["force_calls"]) for m in common)
     iters = np.array([int(sc[m]["sc_iterations"]) for m in common])
     conv = np.array([sc[m]["sc_converged"] == "True" for m in common])
     rel = (l2_one - l2_sc) / l2_sc
@@ -45,15 +47,15 @@ def main() -> None:
     lines = [
         f"# One-shot vs self-consistent L2 shift at 300 K: {len(common)} random raw_lt20atoms entries",
         "",
-        f"Same entries, model and settings; one-shot from `{args.one_shot}.csv`, self-consistent from "
-        f"`{args.self_consistent}.csv` (benchmarks/bench_targets.py). Bias = (one-shot − SC) / SC.",
+        (f"Same entries, model and settings; one-shot from `{args.one_shot}.csv`, self-consistent from "
+         f"`{args.self_consistent}.csv` (benchmarks/bench_targets.py). Bias = (one-shot − SC) / SC."),
         "",
         "| quantity | value |",
         "|---|---|",
         f"| self-consistent loops converged | {conv.sum()} / {len(common)} |",
         f"| SC iterations (median / max) | {np.median(iters):.0f} / {iters.max()} |",
-        f"| one-shot bias: median [IQR] | {100 * np.median(rel):+.1f} % [{100 * np.percentile(rel, 25):+.1f}, "
-        f"{100 * np.percentile(rel, 75):+.1f}] |",
+        (f"| one-shot bias: median [IQR] | {100 * np.median(rel):+.1f} % [{100 * np.percentile(rel, 25):+.1f}, "
+         f"{100 * np.percentile(rel, 75):+.1f}] |"),
         f"| one-shot within ±10 % of SC | {np.sum(np.abs(rel) <= 0.10)} / {len(common)} |",
         f"| one-shot more than 50 % high | {np.sum(rel > 0.5)} / {len(common)} |",
         f"| Spearman rank correlation of L2 | {rho:.3f} |",
@@ -61,6 +63,7 @@ def main() -> None:
         f"| wall per material, one-shot: median / p90 | {np.median(wall_one):.1f} / {np.percentile(wall_one, 90):.1f} s |",
         f"| wall per material, SC: median / p90 | {np.median(wall_sc):.1f} / {np.percentile(wall_sc, 90):.1f} s |",
         f"| SC / one-shot wall (median of ratios) | {np.median(wall_sc / wall_one):.1f} |",
+        f"| SC / one-shot force calls (sums) | {calls_sc} / {calls_one} = {calls_sc / calls_one:.1f} |",
         "",
         "| material | formula | L2 one-shot (%) | L2 SC (%) | bias (%) | SC iterations | wall one-shot / SC (s) |",
         "|---|---|---|---|---|---|---|",
@@ -70,7 +73,7 @@ def main() -> None:
         lines.append(f"| {m} | {sc[m]['formula']} | {l2_one[i]:.2f} | {l2_sc[i]:.2f} | {100 * rel[i]:+.0f} | "
                      f"{iters[i]}{'' if conv[i] else ' (not converged)'} | {wall_one[i]:.1f} / {wall_sc[i]:.1f} |")
     (RESULTS / "oneshot_vs_sc.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:18]))
+    print("\n".join(lines[:19]))
 
     import matplotlib
 

@@ -335,16 +335,6 @@ class OneShotSSCHA:
             if fixed_point and converged:
                 sc_converged = True
                 break
-            if fixed_point and coarse:
-                coarse = False  # fixed point within the coarse noise only: verify it with full statistics
-                fc_sampling, sampling_stderr = fc, obs["freqs_stderr"]
-            else:
-                if change > previous_change:  # the iteration overshoots (soft modes): damp it
-                    mixing = max(mixing / 2, s.sc_min_mixing)
-                fc_sampling = (1.0 - mixing) * fc_sampling + mixing * fc
-                sampling_stderr = np.hypot((1.0 - mixing) * sampling_stderr, mixing * obs["freqs_stderr"])
-            freqs_sampling = commensurate_frequencies(self.phonon, fc_sampling)
-            previous_change = change
             if change < 0.9 * best_change:
                 best_change, best_step = change, len(sc_changes)
             elif len(sc_changes) - best_step >= s.sc_stall_iterations:
@@ -356,6 +346,16 @@ class OneShotSSCHA:
                     "iterations; Phi(T) is the last iterate, not a fixed point"
                 )
                 break
+            if fixed_point and coarse:
+                coarse = False  # fixed point within the coarse noise only: verify it with full statistics
+                fc_sampling, freqs_sampling, sampling_stderr = fc, obs["freqs"], obs["freqs_stderr"]
+            else:
+                if change > previous_change:  # the iteration overshoots (soft modes): damp it
+                    mixing = max(mixing / 2, s.sc_min_mixing)
+                fc_sampling = (1.0 - mixing) * fc_sampling + mixing * fc
+                freqs_sampling = commensurate_frequencies(self.phonon, fc_sampling)
+                sampling_stderr = np.hypot((1.0 - mixing) * sampling_stderr, mixing * obs["freqs_stderr"])
+            previous_change = change
         timings["total"] = time.perf_counter() - t_start
         notes = list(modes.notes) + ([stall_note] if stall_note else [])
         if rms > LARGE_RMS_DISPLACEMENT:
