@@ -146,13 +146,15 @@ def query_cmd(
     emit_rows(rows, fmt)
 
 
-def query_rows(db, r_onsite_min=None, element=None, spacegroup=None, campaign=None) -> list[dict]:
+def query_rows(db, r_onsite_min=None, element=None, spacegroup=None, campaign=None, keys=None) -> list[dict]:
     from .campaign import registry
 
     coll = registry.collection(db.uri, db.database)
     match: dict = {"state": "COMPLETED"}
     if campaign:
         match["campaign"] = campaign
+    if keys is not None:  # results of these settings and this model only, not older runs of the same material
+        match["key"] = {"$in": list(keys)}
     if element:
         match["summary.elements"] = element
     if spacegroup:
@@ -244,16 +246,17 @@ def demo_cmd(
     for p in procs:
         p.wait()
     console.print(f"workers finished in {time.perf_counter() - t0:.1f} s")
-    rows = query_rows(db, campaign="demo")
+    # this submission's keys: a database that holds demo runs of older settings or models lists only these
+    rows = query_rows(db, campaign="demo", keys=report.keys)
     emit_rows(rows, "table")
-    n_plots = write_dispersion_plots(db, "demo", out)
+    n_plots = write_dispersion_plots(db, "demo", out, keys=report.keys)
     console.print(f"wrote {n_plots} dispersion plots (harmonic vs 300 K) under {out}")
     with open(out / "ranked.csv", "w") as fh:
         _write_csv(rows, fh)
     console.print(f"wrote {out / 'ranked.csv'}")
 
 
-def full_results(db, campaign: str | None = None, material_ids: set[str] | None = None):
+def full_results(db, campaign: str | None = None, material_ids: set[str] | None = None, keys=None):
     """(registry record, TDPHResult with arrays from GridFS) of completed materials."""
     from .campaign import registry
     from .campaign.stores import job_store
@@ -267,6 +270,8 @@ def full_results(db, campaign: str | None = None, material_ids: set[str] | None 
         match["campaign"] = campaign
     if material_ids is not None:
         match["material_id"] = {"$in": sorted(material_ids)}
+    if keys is not None:
+        match["key"] = {"$in": list(keys)}
     try:
         for rec in coll.find(match):
             output = store.get_output(rec["job_uuid"], load=True)
@@ -278,12 +283,12 @@ def full_results(db, campaign: str | None = None, material_ids: set[str] | None 
         store.close()
 
 
-def write_dispersion_plots(db, campaign: str | None, out: Path) -> int:
+def write_dispersion_plots(db, campaign: str | None, out: Path, keys=None) -> int:
     """Plot each completed material's dispersion (harmonic vs T) to out/<material_id>/dispersion.png."""
     from .plotting import plot_dispersion
 
     n = 0
-    for rec, result in full_results(db, campaign):
+    for rec, result in full_results(db, campaign, keys=keys):
         folder = out / rec["material_id"]
         folder.mkdir(parents=True, exist_ok=True)
         plot_dispersion(result, folder / "dispersion.png")

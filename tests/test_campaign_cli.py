@@ -11,8 +11,10 @@ import yaml
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
-from tdph_workflows.campaign.settings import DatabaseSettings, launchpad
+from tdph_workflows.campaign.settings import DatabaseSettings, launchpad, resolve
+from tdph_workflows.campaign.submit import structure_items, submit
 from tdph_workflows.cli import app
+from tdph_workflows.cli_campaign import query_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +60,15 @@ def test_submit_worker_status_query_rerun(env, tmp_path):
     # other physics settings are other results: the self-consistent runs are new materials to the registry
     res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c", "--self-consistent"])
     assert "2 new materials" in res.output, res.output
+    # the demo's table: only the results of the keys just submitted, not other settings' runs of the same files
+    db = resolve(None)
+    known = submit(structure_items(files), db, "emt", [300.0], campaign="c")
+    assert known.new == 0 and len(known.keys) == 2
+    assert {r["material_id"] for r in query_rows(db, campaign="c", keys=known.keys)} == {"Al", "Cu"}
+    pending = submit(structure_items(files), db, "emt", [300.0], {"self_consistent": True}, campaign="c")
+    assert pending.new == 0 and set(pending.keys).isdisjoint(known.keys)
+    assert query_rows(db, campaign="c", keys=pending.keys) == []
+    assert len(query_rows(db, campaign="c")) == 2
     res = runner.invoke(app, ["campaign", "rerun", "--state", "FIZZLED"])
     assert "rerun 1 FIZZLED" in res.output
 

@@ -28,6 +28,7 @@ class SubmitReport:
     new: int
     skipped: int
     fireworks: int
+    keys: list[str]  # dedup keys of every submitted item, new or already known
 
 
 def _index_atoms(mdr_dir: Path) -> dict[str, tuple[int, int]]:
@@ -110,4 +111,4 @@ def submit(
         for c in chunk:
             registry.register(coll, c["key"], c["material_id"], c["source"], campaign)
         n_fw += 1
-    return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw)
+    return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw, keys=sorted(seen))
