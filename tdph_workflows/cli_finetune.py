@@ -49,16 +49,22 @@ MdrDir = Annotated[Path, typer.Option(help="Folder of MDR entries (tarballs or f
 
 @finetune_app.command("build-dataset")
 def build_dataset_cmd(
-    mdr_dir: MdrDir,
+    mdr_dir: Annotated[list[Path], typer.Option(help="Folder of MDR entries (tarballs or folders); repeat to "
+                                                     "combine, e.g. raw_lt20atoms and curated")],
     out: Annotated[Path, typer.Option(help="Dataset folder")] = Path("tdph_finetune/dataset"),
+    labels: Annotated[str, typer.Option(help="on-the-fly: cells with their DFT force constants, fresh "
+                                             "displacements every step (tdph finetune train); fixed: "
+                                             "n-configs displaced supercells as extxyz (any MLIP code)")] = "on-the-fly",
     limit: Annotated[int | None, typer.Option(help="First N entries")] = None,
     sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
     max_atoms: Annotated[int, typer.Option(help="Keep entries with fewer primitive-cell atoms")] = 20,
     max_supercell_atoms: Annotated[int | None, typer.Option(help="Keep entries with supercells up to this size "
                                                                  "(index.csv)")] = None,
-    n_configs: Annotated[int, typer.Option(help="Random-displacement supercells per compound")] = 10,
-    u_min: Annotated[float, typer.Option(help="Smallest displacement (A)")] = 0.01,
-    u_max: Annotated[float, typer.Option(help="Largest displacement (A)")] = 0.05,
+    max_cell_atoms: Annotated[int, typer.Option(help="on-the-fly: largest training cell; bigger supercells "
+                                                     "give their maximal commensurate sub-cells")] = 64,
+    n_configs: Annotated[int, typer.Option(help="fixed: random-displacement supercells per compound")] = 10,
+    u_min: Annotated[float, typer.Option(help="fixed: smallest displacement (A)")] = 0.01,
+    u_max: Annotated[float, typer.Option(help="fixed: largest displacement (A)")] = 0.05,
     val_fraction: Annotated[float, typer.Option(help="Share of compounds held out")] = 0.05,
     max_imaginary: Annotated[float, typer.Option(help="Skip entries with a DFT mode below -this (THz)")] = 8.0,
     holdout: Annotated[list[str] | None, typer.Option(help="Material id always held out")] = None,
@@ -69,23 +75,54 @@ def build_dataset_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count)")] = None,
 ) -> None:
-    """Random displacements of 0.01-0.05 A, F = -Phi u from the DFT force constants, split by compound.
+    """Training data from the DFT force constants (F = -Phi u), split by compound (seeded).
 
     Hold-out ids are always in the validation split, and added from --mdr-dir when not sampled.
+    The on-the-fly build resumes after a kill and skips compounds already written.
     """
-    from .finetune.dataset import DatasetSettings, build_dataset
-
     held_out = _ids(holdout, holdout_file)
-    sources = _sources(mdr_dir, limit, sample, seed, max_atoms, max_supercell_atoms,
-                       held_out + _ids(None, include_file))
-    settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction, seed=seed,
-                               max_imaginary_thz=max_imaginary)
-    m = build_dataset(sources, out, settings, held_out, base_model, workers)
-    c = m["counts"]
-    console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['structures']} structures, "
-                  f"val {c['val']['compounds']} / {c['val']['structures']}; {len(m['skipped'])} skipped")
+    sources: list[str] = []
+    for d in mdr_dir:
+        sources += _sources(d, limit, sample, seed, max_atoms, max_supercell_atoms, held_out + _ids(None, include_file))
+    if labels == "on-the-fly":
+        from .finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
+
+        cell_settings = CellDatasetSettings(max_cell_atoms=max_cell_atoms, val_fraction=val_fraction, seed=seed,
+                                            max_imaginary_thz=max_imaginary)
+        m = build_cell_dataset(sources, out, cell_settings, held_out, base_model, workers, progress=_progress())
+        c = m["counts"]
+        console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['cells']} cells, "
+                      f"val {c['val']['compounds']} / {c['val']['cells']}; {len(m['skipped'])} skipped")
+    elif labels == "fixed":
+        from .finetune.dataset import DatasetSettings, build_dataset
+
+        settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction,
+                                   seed=seed, max_imaginary_thz=max_imaginary)
+        m = build_dataset(sources, out, settings, held_out, base_model, workers, progress=_progress())
+        c = m["counts"]
+        console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['structures']} structures, "
+                      f"val {c['val']['compounds']} / {c['val']['structures']}; {len(m['skipped'])} skipped")
+    else:
+        console.print(f"[red]error:[/red] --labels must be on-the-fly or fixed, not {labels!r}")
+        raise typer.Exit(2)
     for s in m["skipped"]:
         console.print(f"  skipped {Path(s['source']).name}: {s['reason']}")
+
+
+def _progress(every: float = 10.0):
+    """A progress callback ``(*labels, k, n)`` printing '<labels> k/n' at most every ``every`` seconds and at k == n."""
+    import time
+
+    last = [0.0]
+
+    def report(*args) -> None:
+        *labels, k, n = args
+        now = time.monotonic()
+        if k == n or now - last[0] >= every:
+            last[0] = now
+            console.print("  " + " ".join(f"{x}:" for x in labels) + f" {k}/{n}", highlight=False)
+
+    return report
 
 
 @finetune_app.command("train")
@@ -95,26 +132,53 @@ def train_cmd(
         "tdph_finetune/training"),
     base_model: Annotated[str | None, typer.Option(help="Model to start from (default: the dataset's)")] = None,
     epochs: Annotated[int, typer.Option()] = 150,
-    batch_size: Annotated[int, typer.Option()] = 8,
-    lr: Annotated[float, typer.Option(help="Initial learning rate")] = 1e-4,
-    schedule: Annotated[str, typer.Option(help="cosine or constant")] = "cosine",
+    batch_size: Annotated[int, typer.Option(help="fixed labels: structures per batch")] = 8,
+    atoms_per_batch: Annotated[int, typer.Option(help="on-the-fly: atoms per batch")] = 256,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-4)")] = None,
+    schedule: Annotated[str, typer.Option(help="fixed labels: cosine or constant")] = "cosine",
     energy_weight: Annotated[float, typer.Option(help="Energy loss weight (forces: 1)")] = 0.1,
+    loss: Annotated[str, typer.Option(help="on-the-fly: l1 or huber force loss")] = "l1",
+    freeze: Annotated[list[str] | None, typer.Option(help="on-the-fly: keep parameters with this name prefix "
+                                                          "fixed (repeat), e.g. embedding")] = None,
+    u_min: Annotated[float, typer.Option(help="on-the-fly: smallest displacement (A)")] = 0.01,
+    u_max: Annotated[float, typer.Option(help="on-the-fly: largest displacement (A)")] = 0.05,
+    max_minutes: Annotated[float | None, typer.Option(help="on-the-fly: stop (with a checkpoint) after this "
+                                                           "long; run again to continue")] = None,
     accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
-    devices: Annotated[str, typer.Option(help="Devices (lightning): auto, 1, 4, ...")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from checkpoints/last.ckpt when present")] = True,
+    devices: Annotated[str, typer.Option(help="fixed labels (lightning): auto, 1, 4, ...")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint when present")] = True,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Fine-tune from the pretrained potential; resumes after a kill; writes a matgl model folder."""
+    """Fine-tune from the pretrained potential; resumes after a kill; writes a matgl model folder.
+
+    A dataset built with --labels on-the-fly trains with fresh displacements every step
+    (finetune.onthefly); one built with --labels fixed trains on its stored structures (lightning).
+    """
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    if manifest.get("kind") == "cells":
+        from .finetune.onthefly import OnTheFlySettings, OnTheFlyTrainer
+
+        settings = OnTheFlySettings(epochs=epochs, atoms_per_batch=atoms_per_batch, lr=lr or 1e-4,
+                                    energy_weight=energy_weight, loss=loss, freeze=tuple(freeze or ()),  # type: ignore[arg-type]
+                                    u_min=u_min, u_max=u_max, seed=seed)
+        device = {"gpu": "cuda"}.get(accelerator, accelerator)
+        trainer = OnTheFlyTrainer(dataset, out, base_model, settings, device=device)
+        r = trainer.run(resume=resume, max_minutes=max_minutes, log=lambda m: console.print(m, highlight=False))
+        last = r["history"][-1]
+        state = "complete" if r["complete"] else f"stopped at step {r['global_step']}/{r['total_steps']}: run again to resume"
+        console.print(f"model {r['model']}: {r['epochs_completed']}/{settings.epochs} epochs ({state}), "
+                      f"{r['train_seconds']:.0f} s of training, validation force MAE {last['val_force_mae']:.4f} eV/A")
+        return
     from .finetune.training import TrainSettings, train
 
-    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=schedule,  # type: ignore[arg-type]
-                             energy_weight=energy_weight, accelerator=accelerator,
-                             devices=int(devices) if devices.isdigit() else devices, seed=seed)
-    r = train(dataset, out, base_model, settings, resume=resume)
+    settings_fixed = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr or 1e-4, lr_schedule=schedule,  # type: ignore[arg-type]
+                                   energy_weight=energy_weight, accelerator=accelerator,
+                                   devices=int(devices) if devices.isdigit() else devices, seed=seed)
+    r = train(dataset, out, base_model, settings_fixed, resume=resume)
     per_epoch = sum(r["epoch_seconds"]) / max(1, len(r["epoch_seconds"]))
-    last = r["val_history"][-1]["val_force_mae"] if r["val_history"] else float("nan")
+    last_mae = r["val_history"][-1]["val_force_mae"] if r["val_history"] else float("nan")
     console.print(f"model {r['model']}: {r['epochs_completed']} epochs, {per_epoch:.0f} s/epoch, "
-                  f"validation force MAE {last:.4f} eV/A")
+                  f"validation force MAE {last_mae:.4f} eV/A")
 
 
 @finetune_app.command("evaluate")
@@ -123,6 +187,9 @@ def evaluate_cmd(
     mdr_dir: Annotated[Path | None, typer.Option(help="MDR entries to evaluate on")] = None,
     dataset: Annotated[Path | None, typer.Option(help="Evaluate on this dataset's held-out compounds")] = None,
     baseline: Annotated[str, typer.Option(help="Model to compare with ('none' for none)")] = "default",
+    compare: Annotated[list[str] | None, typer.Option(help="More models as label=spec (matgl folder/name or "
+                                                          "module:factory, e.g. SevenNet-0=sevenn.calculator:"
+                                                          "SevenNetCalculator); repeat")] = None,
     limit: Annotated[int | None, typer.Option()] = None,
     sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -142,14 +209,23 @@ def evaluate_cmd(
         raise typer.Exit(2)
     models = {} if baseline == "none" else {"pretrained" if baseline == "default" else Path(baseline).name: baseline}
     models["fine-tuned" if "fine-tuned" not in models else model] = model
-    summary = evaluate(sources, models, out)
+    for item in compare or []:
+        label, sep, spec = item.partition("=")
+        if not sep or not label or not spec:
+            console.print(f"[red]error:[/red] --compare needs label=spec, not {item!r}")
+            raise typer.Exit(2)
+        models[label] = spec
+    console.print(f"{len(sources)} compounds x {len(models)} models: {', '.join(models)}")
+    summary = evaluate(sources, models, out, progress=_progress())
     table = Table("model", "n", "MAE (THz)", "per compound", "stability", "alkali halides", "perovskites",
+                  "double perovskites", "other", "s/compound",
                   title="Harmonic frequencies vs DFT at commensurate q (MAE in THz; n compounds)")
     for label, s in summary["by_model"].items():
         fam = s["by_family"]
         table.add_row(label, str(s["compounds"]), f"{s['mae_thz_all_modes']:.3f}", f"{s['mae_thz_mean_of_compounds']:.3f}",
                       f"{100 * s['stability_agreement']:.0f} %",
                       *(f"{fam[f]['mae_thz_mean_of_compounds']:.3f} ({fam[f]['compounds']})" if f in fam else "-"
-                        for f in ("alkali_halide", "perovskite")))
+                        for f in ("alkali_halide", "perovskite", "double_perovskite", "other")),
+                      f"{s['seconds'] / max(1, len(sources)):.1f}")
     console.print(table)
     console.print(f"written: {out}/scores.csv, summary.json, parity.png")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,21 +70,44 @@ def score_compound(source: str, model_label: str, calculator) -> tuple[CompoundS
         n_modes=len(cmp.frequencies_dft)), (cmp.frequencies_dft, cmp.frequencies_model)
 
 
-def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path) -> dict:
-    """Score every model on every compound; write scores.csv, summary.json and parity.png to out_dir."""
+def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
+             progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Score every model on every compound; write scores.csv, summary.json and parity.png to out_dir.
+
+    Parameters
+    ----------
+    sources
+        MDR entries (tarballs or folders).
+    models
+        label -> calculator spec (matgl folder or name, ``module:factory``, ``emt``).
+    out_dir
+        Folder for the outputs.
+    progress
+        Called as ``progress(label, done, total)`` after each compound.
+    """
+    import time
+    import warnings
+
     from ..calculators import resolve_calculator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[CompoundScore] = []
     pairs: dict[str, list] = {label: [] for label in models}
+    seconds: dict[str, float] = {}
     for label, spec in models.items():
         calc = resolve_calculator(spec)
-        for source in sources:
-            score, freqs = score_compound(source, label, calc)
+        t0 = time.perf_counter()
+        for k, source in enumerate(sources):
+            with warnings.catch_warnings():  # phonopy's primitive-matrix and deprecation notes, once per compound
+                warnings.simplefilter("ignore")
+                score, freqs = score_compound(source, label, calc)
             if freqs is not None:
                 pairs[label].append(freqs)
             rows.append(score)
+            if progress:
+                progress(label, k + 1, len(sources))
+        seconds[label] = time.perf_counter() - t0
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0]).keys()))
         writer.writeheader()
@@ -95,7 +119,7 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path) ->
         pred = np.concatenate([p[1] for p in pairs[label]]) if pairs[label] else np.zeros(0)
         families = sorted({r.family for r in ok})
         summary["by_model"][label] = {
-            "compounds": len(ok),
+            "compounds": len(ok), "seconds": seconds[label],
             "failed": [{"material_id": r.material_id, "error": r.error} for r in rows if r.model == label and r.error],
             "mae_thz_all_modes": float(np.abs(pred - dft).mean()) if len(dft) else float("nan"),
             "mae_thz_mean_of_compounds": float(np.mean([r.mae_thz for r in ok])) if ok else float("nan"),
