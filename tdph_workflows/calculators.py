@@ -31,6 +31,21 @@ def shipped_model(spec: str) -> Path | None:
     return path if "/" not in spec and spec and (path / "model.json").is_file() else None
 
 
+def named_model(spec: str) -> Path | None:
+    """The folder of a model known by name: shipped with tdph, else found in a folder of ``TDPH_MODEL_PATH``.
+
+    ``TDPH_MODEL_PATH`` (folders separated by ``os.pathsep``) points names such as
+    ``M3GNet-PES-MatPES-PBE-2025.2`` at local copies, so they load offline instead of from matgl's hub.
+    """
+    shipped = shipped_model(spec)
+    if shipped or not spec or "/" in spec or os.sep in spec:
+        return shipped
+    for root in os.environ.get("TDPH_MODEL_PATH", "").split(os.pathsep):
+        if root and (Path(root).expanduser() / spec / "model.json").is_file():
+            return Path(root).expanduser() / spec
+    return None
+
+
 class ModelError(RuntimeError):
     """The potential could not be found, loaded or applied."""
 
@@ -62,7 +77,7 @@ def load_potential(spec: str | None = None, dtype: str = "float32"):
 def _load_potential(spec: str, dtype: str):
     import matgl
 
-    path = shipped_model(spec) or Path(spec).expanduser()
+    path = named_model(spec) or Path(spec).expanduser()
     if path.is_dir():
         missing = [f for f in MODEL_FILES if not (path / f).is_file()]
         if missing:
@@ -90,7 +105,7 @@ def model_fingerprint(spec: str) -> str | None:
     """sha256 (16 hex) of a model folder's files, for provenance; None for names and other calculators."""
     import hashlib
 
-    path = shipped_model(spec) or Path(spec).expanduser()
+    path = named_model(spec) or Path(spec).expanduser()
     if not path.is_dir():
         return None
     h = hashlib.sha256()

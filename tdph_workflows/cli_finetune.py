@@ -147,6 +147,9 @@ def train_cmd(
     accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
     devices: Annotated[str, typer.Option(help="fixed labels (lightning): auto, 1, 4, ...")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint when present")] = True,
+    resume_from: Annotated[Path | None, typer.Option(help="on-the-fly: a committed checkpoint (e.g. the model "
+                                                          "folder's resume/last.pt) to continue from when --out "
+                                                          "has none: another machine picks up a run")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Fine-tune from the pretrained potential; resumes after a kill; writes a matgl model folder.
@@ -163,6 +166,8 @@ def train_cmd(
                                     u_min=u_min, u_max=u_max, seed=seed)
         device = {"gpu": "cuda"}.get(accelerator, accelerator)
         trainer = OnTheFlyTrainer(dataset, out, base_model, settings, device=device)
+        if resume_from is not None:
+            trainer.adopt_checkpoint(resume_from)
         r = trainer.run(resume=resume, max_minutes=max_minutes, log=lambda m: console.print(m, highlight=False))
         last = r["history"][-1]
         state = "complete" if r["complete"] else f"stopped at step {r['global_step']}/{r['total_steps']}: run again to resume"

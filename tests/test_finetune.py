@@ -186,13 +186,20 @@ def test_finetune_maker_flow_categories(small_sources, tmp_path):
     from tdph_workflows.makers import FineTuneMaker
 
     with pytest.raises(ValueError, match="u_min"):
-        FineTuneMaker(dataset_settings={"u_min": 0.1, "u_max": 0.05})
-    flow = FineTuneMaker(work_dir=str(tmp_path), train_settings={"epochs": 2}).make(small_sources)
-    assert [j.name for j in flow.jobs] == ["tdph fine-tune dataset", "tdph fine-tune train", "tdph fine-tune evaluate"]
-    wf = flow_to_workflow(flow)
-    assert sorted(fw.spec["_category"] for fw in wf.fws) == ["cpu", "cpu", "gpu"]
-    train_fw = next(fw for fw in wf.fws if fw.name == "tdph fine-tune train")
-    assert train_fw.spec["_category"] == "gpu"
+        FineTuneMaker(labels="fixed", dataset_settings={"u_min": 0.1, "u_max": 0.05})
+    with pytest.raises(ValueError, match="u_min"):
+        FineTuneMaker(train_settings={"u_min": 0.1, "u_max": 0.05})
+    with pytest.raises(ValueError, match="labels"):
+        FineTuneMaker(labels="cached")
+    for labels, train_fn in (("on-the-fly", "train_on_the_fly_job"), ("fixed", "train_job")):
+        flow = FineTuneMaker(work_dir=str(tmp_path), labels=labels, train_settings={"epochs": 2}).make(small_sources)
+        assert [j.name for j in flow.jobs] == ["tdph fine-tune dataset", "tdph fine-tune train",
+                                               "tdph fine-tune evaluate"]
+        assert flow.jobs[1].function.__name__ == train_fn
+        wf = flow_to_workflow(flow)
+        assert sorted(fw.spec["_category"] for fw in wf.fws) == ["cpu", "cpu", "gpu"]
+        train_fw = next(fw for fw in wf.fws if fw.name == "tdph fine-tune train")
+        assert train_fw.spec["_category"] == "gpu"
 
 
 def test_finetune_cli_build_train_evaluate(small_sources, model_dir, tmp_path):
@@ -220,16 +227,18 @@ def test_finetune_cli_build_train_evaluate(small_sources, model_dir, tmp_path):
     assert len(summary["by_model"]) == 2 and all(s["compounds"] == 1 for s in summary["by_model"].values())
 
 
-def test_finetune_maker_runs_end_to_end_on_the_job_store(small_sources, model_dir, database, tmp_path):
+@pytest.mark.parametrize("labels", ["fixed", "on-the-fly"])
+def test_finetune_maker_runs_end_to_end_on_the_job_store(labels, small_sources, model_dir, database, tmp_path):
     from jobflow import run_locally
 
     from tdph_workflows.campaign.stores import job_store
     from tdph_workflows.makers import FineTuneMaker
 
-    store = job_store(database.uri, database="test_finetune_maker")
-    maker = FineTuneMaker(work_dir=str(tmp_path), base_model=str(model_dir),
-                          dataset_settings={"n_configs": 2, "val_fraction": 0.3},
-                          train_settings={"epochs": 1, "batch_size": 2, "accelerator": "cpu"})
+    store = job_store(database.uri, database=f"test_finetune_maker_{labels.replace('-', '')}")
+    data, train = (({"n_configs": 2, "val_fraction": 0.3}, {"epochs": 1, "batch_size": 2, "accelerator": "cpu"})
+                   if labels == "fixed" else ({"val_fraction": 0.3}, {"epochs": 1, "atoms_per_batch": 32}))
+    maker = FineTuneMaker(work_dir=str(tmp_path), base_model=str(model_dir), labels=labels,
+                          dataset_settings=data, train_settings=train)
     flow = maker.make(small_sources)
     run_locally(flow, store=store, ensure_success=True)
     store.connect()

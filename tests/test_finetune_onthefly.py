@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -57,7 +59,7 @@ def test_labels_schedule_and_epoch_plan():
     total = 100
     lrs = [learning_rate_factor(s, total, 0.05, 0.1) for s in range(total)]
     assert lrs[0] < lrs[4] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(x >= y for x, y in zip(lrs[5:], lrs[6:], strict=False))
+    assert all(x >= y for x, y in itertools.pairwise(lrs[5:]))
     atoms = [[10, 20], [40], [64], [5]]
     plan = plan_epoch([2, 1, 1, 1], atoms, 64, seed=0, epoch=3)
     assert sorted(c for b in plan for c, _ in b) == [0, 1, 2, 3]  # every compound once

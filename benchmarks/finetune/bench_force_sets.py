@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import SHARED, setup_env, write_table  # noqa: E402
+from _common import SHARED, setup_env, write_table
 
 SETS = {
     "KCl-SSCHA 0.03-1.5 A": "phonopy_repo/KCl-SSCHA/phonopy_mlpsscha_params_KCl-120.yaml.xz",

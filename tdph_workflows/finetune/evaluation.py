@@ -86,7 +86,6 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
         Called as ``progress(label, done, total)`` after each compound.
     """
     import time
-    import warnings
 
     from ..calculators import resolve_calculator
 
@@ -99,9 +98,7 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
         calc = resolve_calculator(spec)
         t0 = time.perf_counter()
         for k, source in enumerate(sources):
-            with warnings.catch_warnings():  # phonopy's primitive-matrix and deprecation notes, once per compound
-                warnings.simplefilter("ignore")
-                score, freqs = score_compound(source, label, calc)
+            score, freqs = score_compound(source, label, calc)
             if freqs is not None:
                 pairs[label].append(freqs)
             rows.append(score)

@@ -11,6 +11,7 @@ Each supercell of these sets has one displacement magnitude for all its atoms (p
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def errors_by_amplitude(force_set: ForceSet, predicted: np.ndarray, bins=DEFAULT
     """Force MAE (eV/A, per component) and mean |F_DFT| in each amplitude bin that holds configurations."""
     amp = force_set.amplitudes
     rows = []
-    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+    for lo, hi in itertools.pairwise(bins):
         sel = (amp >= lo) & (amp < hi)
         if not sel.any():
             continue

@@ -136,7 +136,7 @@ def plan_epoch(cells_per_compound: list[int], atoms: list[list[int]], atoms_per_
 
 def learning_rate_factor(step: int, total: int, warmup_fraction: float, min_fraction: float) -> float:
     """Linear warm-up then cosine decay from 1 to ``min_fraction``."""
-    warmup = max(1, int(round(warmup_fraction * total)))
+    warmup = max(1, round(warmup_fraction * total))
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -309,6 +309,24 @@ class OnTheFlyTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         return _Progress(**state["progress"])
 
+    def adopt_checkpoint(self, path: str | Path) -> bool:
+        """Copy a checkpoint from elsewhere (a committed one) into ``out_dir`` unless it has its own.
+
+        Returns whether it was copied. The dataset fingerprint and settings are checked when the
+        run loads it, as for any resume.
+        """
+        import shutil
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found")
+        target = self._checkpoint_path()
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        return True
+
     def request_stop(self, *_args) -> None:
         """Finish the current step, save a checkpoint and return (SIGTERM/SIGINT handler)."""
         self._stop = True
@@ -317,7 +335,6 @@ class OnTheFlyTrainer:
     def run(self, resume: bool = True, max_minutes: float | None = None, checkpoint_every_s: float = 300.0,
             log=print) -> dict:
         """Train until ``settings.epochs`` are done or ``max_minutes`` pass; return the report."""
-        import torch
 
         s = self.settings
         progress = (self._load_checkpoint() if resume else None) or _Progress()

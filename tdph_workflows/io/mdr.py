@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import phonopy
 from phonopy import Phonopy
+from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from .structures import InputError
 
@@ -119,20 +121,24 @@ def load_mdr_entry(path: str | Path) -> MDREntry:
     material_id = _material_id(path)
     if not path.exists():
         raise InputError(f"{material_id}: {path} not found")
-    try:
-        if path.is_dir():
-            ph = _load_folder(path, material_id)
-        elif _TARBALL.search(path.name):
-            with tempfile.TemporaryDirectory(prefix="tdph-mdr-") as tmp:
-                with tarfile.open(path) as tar:
-                    tar.extractall(tmp, filter="data")
-                ph = _load_folder(Path(tmp), material_id)
-        else:
-            ph = phonopy.load(path, produce_fc=False, log_level=0)
-    except InputError:
-        raise
-    except Exception as exc:  # corrupt archives and files raise many types
-        raise InputError(f"{material_id}: corrupt or unreadable MDR entry ({type(exc).__name__}: {exc})") from exc
+    # phonopy 4 notes once per entry that an omitted primitive matrix now means 'auto'; the matrix it
+    # picks is kept on the entry, so the note would only flood campaign and fine-tuning logs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
+        try:
+            if path.is_dir():
+                ph = _load_folder(path, material_id)
+            elif _TARBALL.search(path.name):
+                with tempfile.TemporaryDirectory(prefix="tdph-mdr-") as tmp:
+                    with tarfile.open(path) as tar:
+                        tar.extractall(tmp, filter="data")
+                    ph = _load_folder(Path(tmp), material_id)
+            else:
+                ph = phonopy.load(path, produce_fc=False, log_level=0)
+        except InputError:
+            raise
+        except Exception as exc:  # corrupt archives and files raise many types
+            raise InputError(f"{material_id}: corrupt or unreadable MDR entry ({type(exc).__name__}: {exc})") from exc
     if ph.dataset is None or (not ph.dataset.get("first_atoms") and ph.dataset.get("forces") is None):
         raise InputError(f"{material_id}: MDR entry has no displacement-force data")
     return MDREntry(material_id=material_id, phonon=ph, source=str(path))

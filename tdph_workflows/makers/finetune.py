@@ -57,6 +57,35 @@ def train_job(dataset_dir: str, out_dir: str, base_model: str | None, settings: 
 
 
 @job
+def build_cell_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout: list[str],
+                           base_model: str | None) -> FineTuneDatasetDoc:
+    from ..finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
+
+    m = build_cell_dataset(sources, out_dir, CellDatasetSettings(**settings), holdout, base_model)
+    return FineTuneDatasetDoc(path=out_dir, fingerprint=m["fingerprint"], counts=m["counts"],
+                              n_skipped=len(m["skipped"]), skipped=m["skipped"],
+                              validation_sources=[c["source"] for c in m["compounds"] if c["split"] == "val"])
+
+
+@job
+def train_on_the_fly_job(dataset_dir: str, out_dir: str, base_model: str | None, settings: dict) -> FineTuneDoc:
+    """Resumes from ``out_dir``'s checkpoint: a rerun of a killed job continues where it stopped."""
+    import time
+
+    from ..finetune.onthefly import OnTheFlySettings, OnTheFlyTrainer
+
+    t0 = time.perf_counter()
+    settings = {**settings, "freeze": tuple(settings.get("freeze", ()))}
+    r = OnTheFlyTrainer(dataset_dir, out_dir, base_model, OnTheFlySettings(**settings)).run(log=lambda m: None)
+    epochs = [h for h in r["history"] if h["epoch"] > 0]
+    return FineTuneDoc(model=r["model"], model_hash=r["model_hash"], base_model=r["base_model"],
+                       epochs_completed=r["epochs_completed"], epoch_seconds=[h["epoch_seconds"] for h in epochs],
+                       wall_seconds=time.perf_counter() - t0,
+                       val_history=[{k: h[k] for k in ("epoch", "val_force_mae", "val_energy_mae")}
+                                    for h in r["history"]], settings=r["settings"])
+
+
+@job
 def evaluate_job(sources: list[str], models: dict[str, str], out_dir: str) -> ModelEvaluationDoc:
     from ..finetune.evaluation import evaluate
 
@@ -73,8 +102,12 @@ class FineTuneMaker(Maker):
         Folder for dataset/, training/ and evaluation/ (shared storage on a cluster).
     base_model
         Model folder or matgl name to start from; None = TDPH_MODEL or the default.
+    labels
+        ``on-the-fly`` (default): cells with their DFT force constants, fresh displacements every
+        step (``CellDatasetSettings``, ``OnTheFlySettings``); ``fixed``: stored displaced supercells
+        trained with matgl's lightning module (``DatasetSettings``, ``TrainSettings``).
     dataset_settings, train_settings
-        Fields of ``DatasetSettings`` and ``TrainSettings``.
+        Fields of the settings classes named under ``labels``.
     holdout
         Material ids always held out of training (evaluated).
     train_category
@@ -84,24 +117,36 @@ class FineTuneMaker(Maker):
     name: str = "tdph fine-tune"
     work_dir: str = "tdph_finetune"
     base_model: str | None = None
+    labels: str = "on-the-fly"
     dataset_settings: dict[str, Any] = field(default_factory=dict)
     train_settings: dict[str, Any] = field(default_factory=dict)
     holdout: list[str] = field(default_factory=list)
     train_category: str = "gpu"
 
     def __post_init__(self) -> None:  # bad settings fail here, before any job runs
+        from ..finetune.cell_dataset import CellDatasetSettings
         from ..finetune.dataset import DatasetSettings
+        from ..finetune.onthefly import OnTheFlySettings
         from ..finetune.training import TrainSettings
 
-        self.dataset_settings = asdict(DatasetSettings(**self.dataset_settings))
-        self.train_settings = asdict(TrainSettings(**self.train_settings))
+        kinds = {"on-the-fly": (CellDatasetSettings, OnTheFlySettings), "fixed": (DatasetSettings, TrainSettings)}
+        if self.labels not in kinds:
+            raise ValueError(f"labels must be 'on-the-fly' or 'fixed', not {self.labels!r}")
+        data_cls, train_cls = kinds[self.labels]
+        train = dict(self.train_settings)
+        if "freeze" in train:
+            train["freeze"] = tuple(train["freeze"])
+        self.dataset_settings = asdict(data_cls(**self.dataset_settings))
+        self.train_settings = asdict(train_cls(**train))
 
     def make(self, sources: list[str | Path]) -> Flow:
         root = Path(self.work_dir).resolve()
-        data = build_dataset_job([str(s) for s in sources], str(root / "dataset"), self.dataset_settings,
-                                 list(self.holdout), self.base_model)
+        build, train = ((build_cell_dataset_job, train_on_the_fly_job) if self.labels == "on-the-fly"
+                        else (build_dataset_job, train_job))
+        data = build([str(s) for s in sources], str(root / "dataset"), self.dataset_settings,
+                     list(self.holdout), self.base_model)
         data.name = "tdph fine-tune dataset"
-        fit = train_job(data.output.path, str(root / "training"), self.base_model, self.train_settings)
+        fit = train(data.output.path, str(root / "training"), self.base_model, self.train_settings)
         fit.name = "tdph fine-tune train"
         fit.update_config({"manager_config": {"_category": self.train_category}})
         models = {"pretrained": self.base_model or "default", "fine-tuned": fit.output.model}
