@@ -188,15 +188,17 @@ def train_cmd(
 
 @finetune_app.command("evaluate")
 def evaluate_cmd(
-    model: Annotated[str, typer.Option(help="Model folder/name to evaluate")],
+    model: Annotated[str, typer.Option(help="Model to evaluate: folder/name, module:factory, or label=spec")],
     mdr_dir: Annotated[Path | None, typer.Option(help="MDR entries to evaluate on")] = None,
     dataset: Annotated[Path | None, typer.Option(help="Evaluate on this dataset's held-out compounds")] = None,
-    baseline: Annotated[str, typer.Option(help="Model to compare with ('none' for none)")] = "default",
+    baseline: Annotated[str, typer.Option(help="Model to compare with (default: the foundation model "
+                                                     "M3GNet-PES-MatPES-PBE-2025.2; 'none' for none)")] = "default",
     compare: Annotated[list[str] | None, typer.Option(help="More models as label=spec (matgl folder/name or "
                                                           "module:factory, e.g. SevenNet-0=sevenn.calculator:"
                                                           "SevenNetCalculator); repeat")] = None,
     limit: Annotated[int | None, typer.Option()] = None,
-    sample: Annotated[int | None, typer.Option(help="N entries at random (seeded)")] = None,
+    sample: Annotated[int | None, typer.Option(help="N entries (of --mdr-dir or the held-out ones) at random, "
+                                                    "seeded")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Path, typer.Option(help="Folder for scores.csv, summary.json, parity.png")] = Path(
         "tdph_finetune/evaluation"),
@@ -207,13 +209,22 @@ def evaluate_cmd(
     if dataset:
         manifest = json.loads((dataset / "manifest.json").read_text())
         sources = [c["source"] for c in manifest["compounds"] if c["split"] == "val"]
+        if sample:
+            sources = sorted(random.Random(seed).sample(sources, min(sample, len(sources))))
     elif mdr_dir:
         sources = _sources(mdr_dir, limit, sample, seed, 10**6)
     else:
         console.print("[red]error:[/red] give --mdr-dir or --dataset")
         raise typer.Exit(2)
-    models = {} if baseline == "none" else {"pretrained" if baseline == "default" else Path(baseline).name: baseline}
-    models["fine-tuned" if "fine-tuned" not in models else model] = model
+    from .calculators import FOUNDATION_MODEL
+
+    base_spec = FOUNDATION_MODEL if baseline == "default" else baseline
+    models = {} if baseline == "none" else {Path(base_spec).name: base_spec}
+    if "=" in model and not Path(model).exists():  # label=spec, as --compare
+        label, _, model = model.partition("=")
+    else:
+        label = Path(model).name if Path(model).name not in ("model", *models) else "fine-tuned"
+    models[label if label not in models else model] = model
     for item in compare or []:
         label, sep, spec = item.partition("=")
         if not sep or not label or not spec:

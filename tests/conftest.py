@@ -31,8 +31,11 @@ def require(path: Path, what: str) -> Path:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     path = require(MODEL_DIR, "M3GNet model")
-    os.environ["TDPH_MODEL"] = str(path)
+    os.environ["TDPH_MODEL"] = str(path)  # the engine tests' numbers are the foundation model's
     os.environ["HF_HUB_OFFLINE"] = "1"
+    if str(path.parent) not in os.environ.get("TDPH_MODEL_PATH", "").split(os.pathsep):  # found by name too
+        os.environ["TDPH_MODEL_PATH"] = os.pathsep.join(filter(None, [str(path.parent),
+                                                                      os.environ.get("TDPH_MODEL_PATH")]))
     return path
 
 

@@ -202,7 +202,8 @@ def test_finetune_maker_flow_categories(small_sources, tmp_path):
         assert train_fw.spec["_category"] == "gpu"
 
 
-def test_finetune_cli_build_train_evaluate(small_sources, model_dir, tmp_path):
+@pytest.mark.parametrize("labels", ["fixed", "on-the-fly"])
+def test_finetune_cli_build_train_evaluate(labels, small_sources, model_dir, tmp_path):
     from typer.testing import CliRunner
 
     from tdph_workflows.cli import app
@@ -212,19 +213,27 @@ def test_finetune_cli_build_train_evaluate(small_sources, model_dir, tmp_path):
     for s in small_sources[:2]:
         (mdr / Path(s).name).symlink_to(s)
     runner = CliRunner()
+    fixed = labels == "fixed"
     r = runner.invoke(app, ["finetune", "build-dataset", "--mdr-dir", str(mdr), "--out", str(tmp_path / "ds"),
-                            "--n-configs", "2", "--holdout", "mp-546711", "--workers", "1"])
+                            "--labels", labels, "--n-configs", "2", "--holdout", "mp-546711", "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert "train 1 compounds / 2 structures, val 1 / 2" in " ".join(r.output.split())
+    counts = "2 structures, val 1 / 2" if fixed else "1 cells, val 1 / 1"
+    assert f"train 1 compounds / {counts}" in " ".join(r.output.split())
+    train = ["--batch-size", "2", "--accelerator", "cpu"] if fixed else ["--atoms-per-batch", "32"]
     r = runner.invoke(app, ["finetune", "train", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "tr"),
-                            "--epochs", "1", "--batch-size", "2", "--accelerator", "cpu"])
+                            "--epochs", "1", *train])
     assert r.exit_code == 0, r.output
-    assert "1 epochs" in " ".join(r.output.split())
-    r = runner.invoke(app, ["finetune", "evaluate", "--model", str(tmp_path / "tr" / "model"), "--dataset",
-                            str(tmp_path / "ds"), "--baseline", str(model_dir), "--out", str(tmp_path / "ev")])
+    assert ("1 epochs" if fixed else "1/1 epochs (complete)") in " ".join(r.output.split())
+    r = runner.invoke(app, ["finetune", "evaluate", "--model", f"tuned={tmp_path / 'tr' / 'model'}", "--dataset",
+                            str(tmp_path / "ds"), "--baseline", str(model_dir), "--compare", "effective-medium=emt",
+                            "--out", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    assert len(summary["by_model"]) == 2 and all(s["compounds"] == 1 for s in summary["by_model"].values())
+    by_model = summary["by_model"]
+    assert list(by_model) == [model_dir.name, "tuned", "effective-medium"]
+    assert by_model["tuned"]["compounds"] == by_model[model_dir.name]["compounds"] == 1
+    assert by_model["effective-medium"]["compounds"] == 0 and by_model["effective-medium"]["failed"]  # EMT: no K/Cl/O
+    assert "tuned: 1/1" in r.output  # progress
 
 
 @pytest.mark.parametrize("labels", ["fixed", "on-the-fly"])
@@ -267,3 +276,35 @@ def test_shipped_fine_tuned_model_loads_by_name_and_beats_the_base_on_held_out_n
     tuned = compare_harmonic_to_dft(entry, resolve_calculator(name)).mae_thz
     base = compare_harmonic_to_dft(entry, resolve_calculator(str(model_dir))).mae_thz
     assert tuned < 0.6 * base, (tuned, base)  # measured 0.12 vs 0.37 THz
+
+
+def test_default_model_is_the_shipped_fine_tune_and_the_foundation_model_loads_by_name(mdr_dir, model_dir,
+                                                                                         monkeypatch):
+    """The default potential is shipped and beats its foundation model on a compound neither trained on."""
+    from conftest import require
+
+    from tdph_workflows.calculators import (
+        DEFAULT_MODEL,
+        FOUNDATION_MODEL,
+        model_fingerprint,
+        model_spec,
+        named_model,
+        resolve_calculator,
+        shipped_model,
+    )
+    from tdph_workflows.evaluation import compare_harmonic_to_dft
+    from tdph_workflows.io.mdr import load_mdr_entry
+
+    monkeypatch.delenv("TDPH_MODEL", raising=False)
+    assert model_spec() == DEFAULT_MODEL and (shipped_model(DEFAULT_MODEL) / "README.md").exists()
+    assert named_model(FOUNDATION_MODEL) == model_dir  # TDPH_MODEL_PATH: by name, offline
+    assert model_fingerprint(FOUNDATION_MODEL) == model_fingerprint(str(model_dir))
+    held_out = (Path(__file__).parents[1] / "benchmarks/finetune/validation_2026.12.txt").read_text().splitlines()
+    assert "mp-561561  # Cs2KRhF6" in held_out  # held out, and not marked seen-by-2026.11
+    entry = load_mdr_entry(require(mdr_dir / "raw_lt20atoms" / "materials-id-561561-cs2krhf6-fm-3m-225.tar.lzma",
+                                   "Cs2KRhF6"))
+    tuned = compare_harmonic_to_dft(entry, resolve_calculator(None))
+    base = compare_harmonic_to_dft(entry, resolve_calculator(FOUNDATION_MODEL))
+    # stable in DFT (min 1.45 THz); the foundation model has it unstable (-1.21 THz, MAE 2.08 THz)
+    assert tuned.stability_agrees and not base.stability_agrees
+    assert tuned.mae_thz < 0.6 * base.mae_thz, (tuned.mae_thz, base.mae_thz)

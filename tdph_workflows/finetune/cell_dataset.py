@@ -125,12 +125,12 @@ def build_cell_dataset(
     Resumable and cached: compounds whose npz exists are not recomputed, and a manifest with the
     same request (settings, sources, hold-outs, base model and its hash) is returned as is.
     """
-    from ..calculators import model_fingerprint, model_spec
+    from ..calculators import FOUNDATION_MODEL, model_fingerprint
     from .dataset import split_compounds
 
     out = Path(out_dir)
     sources = sorted(str(s) for s in sources)
-    model = base_model or model_spec()
+    model = base_model or FOUNDATION_MODEL
     request = {"kind": KIND, "settings": asdict(settings), "sources": sources, "holdout": sorted(set(holdout)),
                "base_model": model, "base_model_hash": model_fingerprint(model)}
     # by entry name and model content, not path: a checkpoint resumes on a machine with other paths

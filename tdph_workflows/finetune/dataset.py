@@ -163,11 +163,11 @@ def build_dataset(
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
-    from ..calculators import model_fingerprint, model_spec, resolve_calculator
+    from ..calculators import FOUNDATION_MODEL, model_fingerprint, resolve_calculator
 
     out = Path(out_dir)
     sources = [str(s) for s in sources]
-    model = base_model or model_spec()
+    model = base_model or FOUNDATION_MODEL
     request = {"settings": asdict(settings), "sources": sorted(sources), "holdout": sorted(set(holdout)),
                "base_model": model, "base_model_hash": model_fingerprint(model)}
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]

@@ -105,10 +105,10 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
             if progress:
                 progress(label, k + 1, len(sources))
         seconds[label] = time.perf_counter() - t0
-    with open(out / "scores.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0]).keys()))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        with open(out / "scores.csv", "w", newline="") as fh:  # after each model: a kill keeps what is done
+            writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0]).keys()))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
     summary = {"models": models, "n_compounds": len(sources), "by_model": {}}
     for label in models:
         ok = [r for r in rows if r.model == label and r.error is None]

@@ -178,7 +178,10 @@ class OnTheFlyTrainer:
         if self.manifest.get("kind") != KIND:
             raise ValueError(f"{dataset_dir} is not a cell dataset (build it with --labels on-the-fly)")
         self.settings = settings
-        self.base_model = base_model or self.manifest["base_model"]
+        # the dataset's base model by its path where it was built, else by name (another machine)
+        recorded = self.manifest["base_model"]
+        self.base_model = base_model or (recorded if os.sep not in recorded or Path(recorded).exists()
+                                         else Path(recorded).name)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         apply_torch_threads()
         load_potential.cache_clear()  # training changes the module in place: never share it with a cached calculator

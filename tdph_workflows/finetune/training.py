@@ -87,11 +87,11 @@ def train(dataset_dir: str | Path, out_dir: str | Path, base_model: str | None =
     from matgl.graph.data import MGLDataLoader, collate_fn_pes
     from matgl.utils.training import PotentialLightningModule
 
-    from ..calculators import apply_torch_threads, load_potential, model_fingerprint, model_spec
+    from ..calculators import FOUNDATION_MODEL, apply_torch_threads, load_potential, model_fingerprint
 
     dataset_dir, out = Path(dataset_dir), Path(out_dir)
     manifest = json.loads((dataset_dir / MANIFEST).read_text())
-    base = base_model or manifest.get("base_model") or model_spec()
+    base = base_model or manifest.get("base_model") or FOUNDATION_MODEL
     apply_torch_threads()
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     load_potential.cache_clear()  # training changes the module in place: never share it with a cached calculator
