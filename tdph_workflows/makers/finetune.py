@@ -35,15 +35,20 @@ class ModelEvaluationDoc(BaseModel):
     summary: dict[str, Any]
 
 
+def dataset_document(out_dir: str, manifest: dict) -> FineTuneDatasetDoc:
+    """The job output of either dataset builder, from its manifest."""
+    return FineTuneDatasetDoc(path=out_dir, fingerprint=manifest["fingerprint"], counts=manifest["counts"],
+                              n_skipped=len(manifest["skipped"]), skipped=manifest["skipped"],
+                              validation_sources=[c["source"] for c in manifest["compounds"] if c["split"] == "val"])
+
+
 @job
 def build_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout: list[str],
                       base_model: str | None) -> FineTuneDatasetDoc:
     from ..finetune.dataset import DatasetSettings, build_dataset
 
-    m = build_dataset(sources, out_dir, DatasetSettings(**settings), holdout, base_model)
-    return FineTuneDatasetDoc(path=out_dir, fingerprint=m["fingerprint"], counts=m["counts"],
-                              n_skipped=len(m["skipped"]), skipped=m["skipped"],
-                              validation_sources=[c["source"] for c in m["compounds"] if c["split"] == "val"])
+    return dataset_document(out_dir, build_dataset(sources, out_dir, DatasetSettings(**settings), holdout,
+                                                   base_model))
 
 
 @job
@@ -61,10 +66,8 @@ def build_cell_dataset_job(sources: list[str], out_dir: str, settings: dict, hol
                            base_model: str | None) -> FineTuneDatasetDoc:
     from ..finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
 
-    m = build_cell_dataset(sources, out_dir, CellDatasetSettings(**settings), holdout, base_model)
-    return FineTuneDatasetDoc(path=out_dir, fingerprint=m["fingerprint"], counts=m["counts"],
-                              n_skipped=len(m["skipped"]), skipped=m["skipped"],
-                              validation_sources=[c["source"] for c in m["compounds"] if c["split"] == "val"])
+    return dataset_document(out_dir, build_cell_dataset(sources, out_dir, CellDatasetSettings(**settings), holdout,
+                                                        base_model))
 
 
 @job
