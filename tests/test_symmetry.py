@@ -77,11 +77,11 @@ def test_averaging_lowers_variance_of_hessian_estimate(cu3au):
     ph, model, fc, sym = cu3au
     modes = thermal_modes(fc, ph.supercell.masses)
     raw_vals, sym_vals = [], []
-    for seed in range(6):
+    for seed in range(24):  # 6 seeds gave ratios from 0.34 to 0.69 for a true ~0.46 (30 seeds): flaky
         u = sample_displacements(modes, 600.0, 1, np.random.default_rng(seed))
         acc = HessianAverage(len(fc), n_groups=2)
         acc.add_hessians(np.array([model.fd_hessian(ph.supercell.positions + d) for d in u]))
         raw = acc.estimate()
         raw_vals.append(raw[0, 0, 0, 0])
         sym_vals.append(symmetrize(raw, sym, acoustic_sum_rule=True)[0, 0, 0, 0])
-    assert np.std(sym_vals) < 0.5 * np.std(raw_vals)
+    assert np.std(sym_vals) < 0.7 * np.std(raw_vals)  # measured 0.46 over 30 seeds; 0.7 is ~2.5 standard errors
