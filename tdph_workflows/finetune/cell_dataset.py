@@ -126,7 +126,7 @@ def build_cell_dataset(
     same request (settings, sources, hold-outs, base model and its hash) is returned as is.
     """
     from ..calculators import FOUNDATION_MODEL, model_fingerprint
-    from .dataset import split_compounds
+    from .dataset import SPLITS, split_compounds
 
     out = Path(out_dir)
     sources = sorted(str(s) for s in sources)
@@ -188,7 +188,7 @@ def build_cell_dataset(
         "counts": {s: {"compounds": sum(r["split"] == s for r in records),
                        "cells": sum(len(r["cells"]) for r in records if r["split"] == s),
                        "atoms_per_epoch": sum(int(np.mean(r["cell_atoms"])) for r in records if r["split"] == s)}
-                   for s in ("train", "val")},
+                   for s in SPLITS},
         "compounds": records, "skipped": skipped,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
