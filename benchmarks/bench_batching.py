@@ -1,4 +1,4 @@
-"""Batched force evaluation (tdph_workflows.batching): time per structure at batch 1/4/16.
+"""Batched force evaluation (tdph_workflows.potentials): time per structure at batch 1/4/16.
 
     python benchmarks/bench_batching.py
 
@@ -20,11 +20,10 @@ def main() -> None:
     setup_env()
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from tdph_workflows.batching import BatchedForces
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.engine import cubic_srtio3
     from tdph_workflows.io.mdr import load_mdr_entry
     from tdph_workflows.io.structures import phonopy_to_ase
+    from tdph_workflows.potentials import BatchedForces, resolve_calculator
 
     calc = resolve_calculator(None)
     rng = np.random.default_rng(0)

@@ -31,11 +31,11 @@ def main() -> None:
     ap.add_argument("--fit-pairs", type=int, default=64)
     args = ap.parse_args()
     setup_env()
-    from tdph_workflows.calculators import ForceModel, resolve_calculator
     from tdph_workflows.core.sscha import SSCHASettings
     from tdph_workflows.engine import cubic_srtio3, run_temperature_phonons
     from tdph_workflows.io.structures import phonopy_to_ase
     from tdph_workflows.output import phonopy_from_result
+    from tdph_workflows.potentials import ForceModel, resolve_calculator
 
     calc = resolve_calculator(None)
     cases = [("SrTiO3 2x2x2", cubic_srtio3(), [2, 2, 2], True), ("KCl (MDR)", MDR / "curated" / "mp-23193_KCl", None, False)]

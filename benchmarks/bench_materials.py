@@ -23,8 +23,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     setup_env()
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.engine import cubic_srtio3, run_temperature_phonons
+    from tdph_workflows.potentials import resolve_calculator
 
     t0 = time.perf_counter()
     calc = resolve_calculator(None)

@@ -38,7 +38,7 @@ def hessian_row_time(model, positions, rows):
     import torch
 
     pot = model.calc.potential
-    g, lat, state = model.calc._atoms2graph.get_graph(model._atoms_at(positions))
+    g, lat, state = model.graph_converter.get_graph(model._atoms_at(positions))
     lat = torch.as_tensor(np.asarray(lat), dtype=torch.float32).reshape(1, 3, 3)
     flags = (pot.calc_stresses, pot.calc_hessian)
     pot.calc_stresses, pot.calc_hessian = False, False
@@ -76,10 +76,10 @@ def main() -> None:
     from pymatgen.io.ase import AseAtomsAdaptor
     from symfc.solvers.solver_O2 import prepare_normal_equation_O2
 
-    from tdph_workflows.calculators import ForceModel, resolve_calculator
     from tdph_workflows.core.estimators import ForceRegression, symfc_basis
     from tdph_workflows.core.symmetry import supercell_symmetry, symmetrize
     from tdph_workflows.engine import cubic_srtio3
+    from tdph_workflows.potentials import ForceModel, resolve_calculator
 
     calc = resolve_calculator(None)
     rng = np.random.default_rng(0)

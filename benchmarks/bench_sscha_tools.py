@@ -96,7 +96,7 @@ def calculator(name: str):
 
             _CALCS[name] = EMT()
         else:
-            from tdph_workflows.calculators import resolve_calculator
+            from tdph_workflows.potentials import resolve_calculator
 
             _CALCS[name] = resolve_calculator(None)
     return _CALCS[name]

@@ -68,9 +68,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", help="rerun these materials of the sample; their rows in NAME.csv are replaced")
     args = ap.parse_args()
     setup_env()
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.core.sscha import SSCHASettings
     from tdph_workflows.engine import run_temperature_phonons
+    from tdph_workflows.potentials import resolve_calculator
 
     settings = SSCHASettings(self_consistent=args.self_consistent)
 

@@ -90,7 +90,7 @@ def main() -> None:
         "",
         "Assumptions (not measured; no GPU was available in this session):",
         f"- an H100 evaluates M3GNet forces {lo:.0f}-{hi:.0f}x faster per atom than one core of this CPU when",
-        "  thermal samples are batched (tdph_workflows.batching, 16 supercells of ~110 atoms per graph);",
+        "  thermal samples are batched (tdph_workflows.potentials, 16 supercells of ~110 atoms per graph);",
         "  unbatched single-supercell calls on a GPU are launch-bound and would be far below this range;",
         "- the sample-count distribution of the measured entries holds for the campaign (random draw);",
         "- cost per atom per call is flat in N (bench_scaling.py: force-call exponent near 1 for 40-320 atoms);",

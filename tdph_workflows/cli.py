@@ -97,11 +97,11 @@ def run(
 ) -> None:
     """Harmonic and temperature-renormalized phonons of one material."""
     os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
-    from .calculators import CalculatorError, ModelError
     from .core.sscha import SSCHASettings
     from .engine import run_temperature_phonons
     from .io.structures import InputError
     from .output import write_outputs
+    from .potentials import CalculatorError, ModelError
 
     obj, name = _structure_arg(structure)
     try:

@@ -216,7 +216,7 @@ def evaluate_cmd(
     else:
         console.print("[red]error:[/red] give --mdr-dir or --dataset")
         raise typer.Exit(2)
-    from .calculators import FOUNDATION_MODEL
+    from .potentials import FOUNDATION_MODEL
 
     base_spec = FOUNDATION_MODEL if baseline == "default" else baseline
     models = {} if baseline == "none" else {Path(base_spec).name: base_spec}

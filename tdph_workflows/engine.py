@@ -21,12 +21,11 @@ from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Lattice, Structure
 
 from . import __version__
-from .calculators import ForceModel, check_elements, model_fingerprint, model_spec, resolve_calculator
 from .core import phonons
 from .core.sscha import OneShotSSCHA, SSCHASettings, TemperatureOutcome
 from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from .io.structures import InputError, default_supercell_matrix, load_structure, phonopy_to_ase, to_phonopy_atoms
-from .relax import relax_structure
+from .potentials import ForceModel, check_elements, model_fingerprint, model_spec, relax_structure, resolve_calculator
 from .schemas import (
     ConvergenceRecord,
     DFTReference,
@@ -358,7 +357,7 @@ def run_temperature_phonons(
         (tarball, folder, ``phonopy_params.yaml(.xz)``; its supercell is used).
     calculator
         Any ASE calculator; None = the default matgl model (``TDPH_MODEL``);
-        a string is resolved by ``calculators.resolve_calculator``.
+        a string is resolved by ``potentials.resolve_calculator``.
     temperatures
         All temperatures share one harmonic calculation.
     supercell_matrix

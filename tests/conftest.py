@@ -41,7 +41,7 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def m3gnet(model_dir):
-    from tdph_workflows.calculators import resolve_calculator
+    from tdph_workflows.potentials import resolve_calculator
 
     return resolve_calculator(None)
 

@@ -19,10 +19,10 @@ pytest.importorskip("phono3py")
 
 from phonopy.structure.atoms import PhonopyAtoms
 
-from tdph_workflows.calculators import ForceModel, resolve_calculator
 from tdph_workflows.core.higher_order import SparseFC
 from tdph_workflows.core.phonons import build_phonopy, harmonic_force_constants
 from tdph_workflows.core.scph import quartic_renormalization, run_scph
+from tdph_workflows.potentials import ForceModel, resolve_calculator
 from tdph_workflows.validation.anharmonic import (
     attach_forces,
     expand_permutations,

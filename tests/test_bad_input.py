@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
+from conftest import NaNCalculator  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 from pymatgen.core import Lattice, Structure
 
-from tdph_workflows import calculators
-from tdph_workflows.calculators import (
+from tdph_workflows import potentials
+from tdph_workflows.io.mdr import load_mdr_entry
+from tdph_workflows.io.structures import MAX_UNITCELL_ATOMS, InputError, load_structure, to_phonopy_atoms
+from tdph_workflows.potentials import (
     CalculatorError,
     ForceModel,
     ModelError,
@@ -22,10 +25,6 @@ from tdph_workflows.calculators import (
     load_potential,
     resolve_calculator,
 )
-from tdph_workflows.io.mdr import load_mdr_entry
-from tdph_workflows.io.structures import MAX_UNITCELL_ATOMS, InputError, load_structure, to_phonopy_atoms
-
-from conftest import NaNCalculator  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 
 def rocksalt(a: float = 5.64, cation: str = "Na", anion: str = "Cl") -> Structure:
@@ -320,6 +319,6 @@ def test_cli_corrupt_mdr_tarball(cli, tmp_path):
 
 
 def test_calculators_module_exports_error_types():
-    assert issubclass(calculators.ModelError, RuntimeError)
-    assert issubclass(calculators.CalculatorError, RuntimeError)
+    assert issubclass(potentials.ModelError, RuntimeError)
+    assert issubclass(potentials.CalculatorError, RuntimeError)
     assert issubclass(InputError, ValueError)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from tdph_workflows.batching import BatchedForces
 from tdph_workflows.engine import cubic_srtio3
+from tdph_workflows.potentials import BatchedForces
 
 
 def _structures(mdr_dir):

@@ -8,8 +8,8 @@ import numpy as np
 import phonopy
 import pytest
 from ase.build import bulk
-from monty.json import MontyDecoder, MontyEncoder
 from ase.calculators.emt import EMT
+from monty.json import MontyDecoder, MontyEncoder
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 

@@ -106,7 +106,7 @@ def tiny_dataset(small_sources, model_dir, tmp_path_factory):
 
 
 def _force_mae(model: str, extxyz: Path) -> float:
-    from tdph_workflows.calculators import resolve_calculator
+    from tdph_workflows.potentials import resolve_calculator
 
     calc = resolve_calculator(model)
     errors = []
@@ -264,9 +264,8 @@ def test_finetune_maker_runs_end_to_end_on_the_job_store(labels, small_sources, 
 def test_shipped_fine_tuned_model_loads_by_name_and_beats_the_base_on_held_out_nacl(mdr_dir, model_dir):
     from conftest import require
 
-    from tdph_workflows.calculators import model_fingerprint, resolve_calculator, shipped_model
-    from tdph_workflows.evaluation import compare_harmonic_to_dft
     from tdph_workflows.io.mdr import load_mdr_entry
+    from tdph_workflows.potentials import compare_harmonic_to_dft, model_fingerprint, resolve_calculator, shipped_model
 
     name = "TDPH-M3GNet-MDR-PBEsol-2026.11"
     folder = shipped_model(name)
@@ -283,17 +282,17 @@ def test_default_model_is_the_shipped_fine_tune_and_the_foundation_model_loads_b
     """The default potential is shipped and beats its foundation model on a compound neither trained on."""
     from conftest import require
 
-    from tdph_workflows.calculators import (
+    from tdph_workflows.io.mdr import load_mdr_entry
+    from tdph_workflows.potentials import (
         DEFAULT_MODEL,
         FOUNDATION_MODEL,
+        compare_harmonic_to_dft,
         model_fingerprint,
         model_spec,
         named_model,
         resolve_calculator,
         shipped_model,
     )
-    from tdph_workflows.evaluation import compare_harmonic_to_dft
-    from tdph_workflows.io.mdr import load_mdr_entry
 
     monkeypatch.delenv("TDPH_MODEL", raising=False)
     assert model_spec() == DEFAULT_MODEL and (shipped_model(DEFAULT_MODEL) / "README.md").exists()

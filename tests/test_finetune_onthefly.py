@@ -104,9 +104,9 @@ def test_moving_fractional_coordinates_on_a_fixed_graph_gives_the_fresh_graph_fo
     """The trainer builds each graph once; at <= 0.05 A the forces must equal those of a rebuilt graph."""
     from ase import Atoms
 
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.finetune.dataset import random_displacements
     from tdph_workflows.finetune.onthefly import OnTheFlySettings, OnTheFlyTrainer
+    from tdph_workflows.potentials import resolve_calculator
 
     trainer = OnTheFlyTrainer(cell_dataset, cell_dataset.parent / "unused", str(model_dir),
                               OnTheFlySettings(epochs=1), device="cpu")

@@ -28,7 +28,7 @@ def test_kcl_set_loads_and_the_model_error_grows_with_amplitude(model_dir):
     """The shared KCl-SSCHA DFT set: 120 supercells of 64 atoms at 0.03-1.5 A (evaluation only, never trained on)."""
     from conftest import DATA_DIR, require
 
-    from tdph_workflows.calculators import resolve_calculator
+    from tdph_workflows.potentials import resolve_calculator
 
     path = require(DATA_DIR / "phonopy_repo" / "KCl-SSCHA" / "phonopy_mlpsscha_params_KCl-120.yaml.xz", "KCl set")
     fs = load_force_set(path)

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Lattice, Structure
-
-from conftest import require
 
 from tdph_workflows.io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from tdph_workflows.io.structures import InputError, default_supercell_matrix, to_phonopy_atoms

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tdph_workflows.calculators import ForceModel
 from tdph_workflows.core import phonons
 from tdph_workflows.engine import cubic_srtio3, run_temperature_phonons
-from tdph_workflows.evaluation import compare_harmonic_to_dft
 from tdph_workflows.io import load_mdr_entry
 from tdph_workflows.io.structures import phonopy_to_ase, to_phonopy_atoms
+from tdph_workflows.potentials import ForceModel, compare_harmonic_to_dft
 
 pytestmark = pytest.mark.model
 
@@ -62,8 +61,8 @@ def test_srtio3_soft_modes_become_real_at_300k(m3gnet):
 
 def test_harmonic_stage_of_an_mdr_entry_carries_its_dft_reference(m3gnet, mdr_dir):
     from tdph_workflows.engine import harmonic_stage
-    from tdph_workflows.evaluation import compare_harmonic_to_dft
     from tdph_workflows.io.mdr import load_mdr_entry
+    from tdph_workflows.potentials import compare_harmonic_to_dft
 
     source = mdr_dir / "curated" / "mp-22862_NaCl"
     stage = harmonic_stage(source, m3gnet)

@@ -88,11 +88,10 @@ def test_makers_validate_settings_before_any_job_runs():
 
 def test_db_cli_start_status_stop_keeps_data(tmp_path):
     import pymongo
+    from conftest import _free_port
     from typer.testing import CliRunner
 
     from tdph_workflows.cli import app
-
-    from conftest import _free_port
 
     port = str(_free_port())
     args = ["--data-dir", str(tmp_path / "db"), "--port", port]

@@ -7,7 +7,6 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from tdph_workflows.calculators import ForceModel
 from tdph_workflows.core import phonons
 from tdph_workflows.core.sampling import (
     SoftModePolicy,
@@ -17,6 +16,7 @@ from tdph_workflows.core.sampling import (
     translation_basis,
 )
 from tdph_workflows.io.structures import phonopy_to_ase, to_phonopy_atoms
+from tdph_workflows.potentials import ForceModel
 
 
 @pytest.fixture(scope="module")

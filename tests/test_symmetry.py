@@ -7,12 +7,12 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from tdph_workflows.calculators import ForceModel
 from tdph_workflows.core import phonons
 from tdph_workflows.core.estimators import HessianAverage
 from tdph_workflows.core.sampling import sample_displacements, thermal_modes
 from tdph_workflows.core.symmetry import space_group_average, supercell_symmetry, symmetrize
 from tdph_workflows.io.structures import phonopy_to_ase, to_phonopy_atoms
+from tdph_workflows.potentials import ForceModel
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--name", default="finetune_force_sets")
     args = parser.parse_args()
     setup_env()
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.finetune.force_sets import errors_by_amplitude, load_force_set, model_forces
+    from tdph_workflows.potentials import resolve_calculator
 
     sets = {label: load_force_set(SHARED / "data" / rel, label) for label, rel in SETS.items()}
     rows = []

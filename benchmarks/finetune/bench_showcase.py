@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--name", default="finetune_showcase")
     args = parser.parse_args()
     setup_env()
-    from tdph_workflows.calculators import resolve_calculator
     from tdph_workflows.core.sscha import SSCHASettings
     from tdph_workflows.engine import run_temperature_phonons
+    from tdph_workflows.potentials import resolve_calculator
 
     sto = MDR / "curated" / "mp-5229_SrTiO3"
     kcl = MDR / "curated" / "mp-23193_KCl"

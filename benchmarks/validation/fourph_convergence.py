@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tdph_workflows.calculators import resolve_calculator
 from tdph_workflows.core.fourphonon import four_phonon_rates
 from tdph_workflows.io.mdr import load_mdr_entry
+from tdph_workflows.potentials import resolve_calculator
 from tdph_workflows.validation.pipeline import (
     Setup,
     ValidationSettings,

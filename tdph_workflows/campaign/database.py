@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..settings import current_settings
+
 DEFAULT_PORT = 27117
 SERVER_EXECUTABLE = "secantusd-py"
 
@@ -26,7 +28,8 @@ class DatabaseError(RuntimeError):
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("TDPH_DB_DIR", Path.home() / ".tdph" / "db"))
+    """``TDPH_DB_DIR``, else ``~/.tdph/db``."""
+    return current_settings().db_dir or Path.home() / ".tdph" / "db"
 
 
 def _server_executable() -> str:
@@ -71,7 +74,7 @@ class EmbeddedDatabase:
 
     @classmethod
     def from_env(cls) -> EmbeddedDatabase:
-        return cls(default_data_dir(), int(os.environ.get("TDPH_DB_PORT", DEFAULT_PORT)))
+        return cls(default_data_dir(), current_settings().db_port or DEFAULT_PORT)
 
     @property
     def uri(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ from jobflow import CURRENT_JOB, job
 
 from ..makers.documents import MaterialSummary
 from ..makers.jobs import DATA_KEYS
+from ..settings import current_settings
 from . import registry
 
 
@@ -23,7 +23,8 @@ def campaign_chunk_job(items: list[dict[str, str]], calculator: str | None, temp
     from ..core.sscha import SSCHASettings
     from ..engine import run_temperature_phonons
 
-    coll = registry.collection(os.environ.get("TDPH_DB_URI", registry_uri), registry_db)
+    env_uri = current_settings().db_uri
+    coll = registry.collection(env_uri.get_secret_value() if env_uri else registry_uri, registry_db)
     results, failed = [], []
     for item in items:
         t0 = time.perf_counter()

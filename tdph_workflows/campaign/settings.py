@@ -8,13 +8,13 @@ SecantusDB server, started on demand.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
 import yaml
 
+from ..settings import current_settings
 from .database import EmbeddedDatabase
 
 
@@ -26,20 +26,22 @@ class DatabaseSettings:
 
 
 def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = True) -> DatabaseSettings:
-    name = os.environ.get("TDPH_DB_NAME", "tdph")
-    if os.environ.get("TDPH_DB_URI"):
-        return DatabaseSettings(os.environ["TDPH_DB_URI"], name, "env")
-    lp_file = launchpad_file or os.environ.get("TDPH_LAUNCHPAD")
+    """The campaign database, in the order of the module docstring; starts the embedded server if asked."""
+    env = current_settings()
+    name = env.db_name or "tdph"
+    if env.db_uri:
+        return DatabaseSettings(env.db_uri.get_secret_value(), name, "env")
+    lp_file = launchpad_file or env.launchpad
     if lp_file:
         spec = yaml.safe_load(Path(lp_file).read_text()) or {}
-        host = os.environ.get("TDPH_DB_HOST", spec.get("host") or "127.0.0.1")
-        port = int(os.environ.get("TDPH_DB_PORT", spec.get("port") or 27017))
-        user = os.environ.get("TDPH_DB_USER", spec.get("username"))
-        password = os.environ.get("TDPH_DB_PASSWORD", spec.get("password"))
+        host = env.db_host or spec.get("host") or "127.0.0.1"
+        port = env.db_port or int(spec.get("port") or 27017)
+        user = env.db_user or spec.get("username")
+        password = env.db_password.get_secret_value() if env.db_password else spec.get("password")
         cred = f"{quote_plus(user)}:{quote_plus(password or '')}@" if user else ""
         auth = f"/?authSource={spec.get('authsource') or name}" if user else ""
-        return DatabaseSettings(f"mongodb://{cred}{host}:{port}{auth}",
-                                os.environ.get("TDPH_DB_NAME", spec.get("name") or name), "launchpad.yaml")
+        return DatabaseSettings(f"mongodb://{cred}{host}:{port}{auth}", env.db_name or spec.get("name") or name,
+                                "launchpad.yaml")
     db = EmbeddedDatabase.from_env()
     if start_embedded:
         db.start()

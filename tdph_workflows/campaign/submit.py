@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..calculators import model_fingerprint, model_spec
 from ..core.sscha import SSCHASettings
 from ..io.mdr import _material_id
+from ..potentials import model_fingerprint, model_spec
 from . import registry
 from .keys import item_key, structure_fingerprint
 from .settings import DatabaseSettings, launchpad

@@ -77,9 +77,9 @@ def _write_compound(source: str, settings: CellDatasetSettings, cells_dir: Path,
     from ase import Atoms
     from pymatgen.core import Composition
 
-    from ..calculators import resolve_calculator
     from ..core import phonons
     from ..io.mdr import load_mdr_entry
+    from ..potentials import resolve_calculator
     from .cells import training_cells
     from .evaluation import compound_family
 
@@ -125,7 +125,7 @@ def build_cell_dataset(
     Resumable and cached: compounds whose npz exists are not recomputed, and a manifest with the
     same request (settings, sources, hold-outs, base model and its hash) is returned as is.
     """
-    from ..calculators import FOUNDATION_MODEL, model_fingerprint
+    from ..potentials import FOUNDATION_MODEL, model_fingerprint
     from .dataset import SPLITS, split_compounds
 
     out = Path(out_dir)

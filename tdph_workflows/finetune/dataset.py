@@ -163,7 +163,7 @@ def build_dataset(
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
-    from ..calculators import FOUNDATION_MODEL, model_fingerprint, resolve_calculator
+    from ..potentials import FOUNDATION_MODEL, model_fingerprint, resolve_calculator
 
     out = Path(out_dir)
     sources = [str(s) for s in sources]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import compare_harmonic_to_dft
 from ..io.mdr import load_mdr_entry
+from ..potentials import compare_harmonic_to_dft
 
 ALKALI = {"Li", "Na", "K", "Rb", "Cs"}
 HALOGEN = {"F", "Cl", "Br", "I"}
@@ -87,7 +87,7 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
     """
     import time
 
-    from ..calculators import resolve_calculator
+    from ..potentials import resolve_calculator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -171,7 +171,7 @@ class OnTheFlyTrainer:
                  settings: OnTheFlySettings = OnTheFlySettings(), device: str = "auto") -> None:
         import torch
 
-        from ..calculators import apply_torch_threads, load_potential
+        from ..potentials import apply_torch_threads, load_potential
 
         self.dataset_dir, self.out = Path(dataset_dir), Path(out_dir)
         self.manifest = json.loads((self.dataset_dir / MANIFEST).read_text())
@@ -408,7 +408,7 @@ class OnTheFlyTrainer:
 
     def export(self, progress: _Progress, total_steps: int, resumed: bool) -> dict:
         """Write ``model/`` (matgl folder + card) and ``training.json``; return the report."""
-        from ..calculators import model_fingerprint
+        from ..potentials import model_fingerprint
 
         model_dir = self.out / MODEL_DIR
         self.potential.calc_stresses = True  # the saved model behaves like the base one

@@ -10,7 +10,6 @@ resumes from there after a kill. The result is a matgl model folder (``model/``)
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Literal
 
 from lightning.pytorch.callbacks import Callback
 
+from ..settings import current_settings
 from .dataset import MANIFEST, SPLITS
 
 MODEL_DIR = "model"
@@ -87,7 +87,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, base_model: str | None =
     from matgl.graph.data import MGLDataLoader, collate_fn_pes
     from matgl.utils.training import PotentialLightningModule
 
-    from ..calculators import FOUNDATION_MODEL, apply_torch_threads, load_potential, model_fingerprint
+    from ..potentials import FOUNDATION_MODEL, apply_torch_threads, load_potential, model_fingerprint
 
     dataset_dir, out = Path(dataset_dir), Path(out_dir)
     manifest = json.loads((dataset_dir / MANIFEST).read_text())
@@ -116,7 +116,7 @@ def train(dataset_dir: str | Path, out_dir: str | Path, base_model: str | None =
                                   every_n_train_steps=settings.checkpoint_every_steps, save_on_train_epoch_end=True)
     trainer = pl.Trainer(max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices,
                          logger=CSVLogger(out, name="logs", version=0), callbacks=[checkpoints, timer],
-                         enable_progress_bar=bool(os.environ.get("TDPH_PROGRESS")), enable_model_summary=False,
+                         enable_progress_bar=current_settings().progress, enable_model_summary=False,
                          inference_mode=False, num_sanity_val_steps=0, deterministic=False)
     last = out / CHECKPOINTS / "last.ckpt"
     resumed_from = None

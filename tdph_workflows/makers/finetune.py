@@ -152,7 +152,7 @@ class FineTuneMaker(Maker):
         fit = train(data.output.path, str(root / "training"), self.base_model, self.train_settings)
         fit.name = "tdph fine-tune train"
         fit.update_config({"manager_config": {"_category": self.train_category}})
-        from ..calculators import FOUNDATION_MODEL
+        from ..potentials import FOUNDATION_MODEL
 
         models = {"pretrained": self.base_model or FOUNDATION_MODEL, "fine-tuned": fit.output.model}
         check = evaluate_job(data.output.validation_sources, models, str(root / "evaluation"))

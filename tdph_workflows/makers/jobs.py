@@ -27,9 +27,8 @@ def _structure(structure: StructureLike | dict) -> StructureLike:
 @job
 def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: float, material_id: str | None = None
               ) -> RelaxResult:
-    from ..calculators import resolve_calculator
     from ..engine import _resolve_input
-    from ..relax import relax_structure
+    from ..potentials import relax_structure, resolve_calculator
 
     unitcell, _, _, mid = _resolve_input(_structure(structure), material_id)
     relaxed, info = relax_structure(unitcell, resolve_calculator(calculator), fmax, mid or "material")

@@ -111,7 +111,7 @@ def forces_job(displacements: dict, calculator: str | None, vasp_options: dict |
         if category:  # the static fireworks created at run time go to the same workers as the rest
             flow.update_config({"manager_config": {"_category": category}})
         return Response(replace=flow)
-    from ..calculators import ForceModel, resolve_calculator
+    from ..potentials import ForceModel, resolve_calculator
 
     # displaced copies of one supercell: ForceModel checks the elements and the finiteness of the forces
     model = ForceModel(resolve_calculator(calculator), AseAtomsAdaptor.get_atoms(structures[0]),

@@ -16,7 +16,7 @@ Environment:
 
 ``TDPH_FAKE_VASP_CALCULATOR``
     ``emt`` for ASE's EMT (Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O); anything else
-    goes to :func:`tdph_workflows.calculators.resolve_calculator` (empty: the
+    goes to :func:`tdph_workflows.potentials.resolve_calculator` (empty: the
     project's default matgl model).
 ``TDPH_FAKE_VASP_FAIL``
     a key of custodian's ``VaspErrorHandler.error_msgs`` (e.g. ``zbrent``): the first
@@ -76,7 +76,7 @@ def _calculator():
         from ase.calculators.emt import EMT
 
         return EMT()
-    from tdph_workflows.calculators import resolve_calculator
+    from tdph_workflows.potentials import resolve_calculator
 
     return resolve_calculator(spec or None)
 

@@ -8,7 +8,7 @@ one. On this project's CPU it is slower per structure (see
 ``benchmarks/results/batching.md``), which is why ``ForceModel`` defaults to
 batch 1 on CPU and 16 on CUDA.
 
-    from tdph_workflows.batching import BatchedForces
+    from tdph_workflows.potentials import BatchedForces
     bf = BatchedForces()                      # default model, cuda if available
     forces = bf([atoms_a, atoms_b, atoms_c])  # list of (N_i, 3) arrays, eV/A
 """
@@ -21,8 +21,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from ase import Atoms
 
+from .loading import load_potential
+
 
 def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -75,8 +78,6 @@ class BatchedForces:
     def __init__(self, potential=None, device: str | None = None, max_structures: int = 16,
                  max_atoms: int = 4096) -> None:
         from matgl.ext.ase import Atoms2Graph
-
-        from .calculators import load_potential
 
         if max_structures < 1 or max_atoms < 1:
             raise ValueError("batch limits must be >= 1")

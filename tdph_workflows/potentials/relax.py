@@ -9,8 +9,8 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 from phonopy.structure.atoms import PhonopyAtoms
 
-from .io.structures import phonopy_to_ase
-from .schemas import RelaxationInfo
+from ..io.structures import phonopy_to_ase
+from ..schemas import RelaxationInfo
 
 
 def relax_structure(unitcell: PhonopyAtoms, calc: Calculator, fmax: float = 1e-3, material: str = "material",

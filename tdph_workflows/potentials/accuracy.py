@@ -8,14 +8,16 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 from pymatgen.core import Composition
 
-from .calculators import ForceModel
-from .core import phonons
-from .io.mdr import MDREntry
-from .io.structures import phonopy_to_ase
+from ..core import phonons
+from ..io.mdr import MDREntry
+from ..io.structures import phonopy_to_ase
+from .forces import ForceModel
 
 
 @dataclass
 class HarmonicComparison:
+    """A model's harmonic frequencies against DFT's at the MDR supercell's commensurate q-points."""
+
     material_id: str
     formula: str
     frequencies_model: np.ndarray  # commensurate, Gamma acoustic removed (THz)
@@ -24,10 +26,12 @@ class HarmonicComparison:
 
     @property
     def mae_thz(self) -> float:
+        """Mean absolute frequency difference (THz), all modes."""
         return float(np.abs(self.frequencies_model - self.frequencies_dft).mean())
 
     @property
     def stability_agrees(self) -> bool:
+        """Both spectra stable, or both with a mode below -0.1 THz."""
         return bool((self.frequencies_model.min() < -0.1) == (self.frequencies_dft.min() < -0.1))
 
 
