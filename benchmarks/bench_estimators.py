@@ -34,7 +34,7 @@ def main() -> None:
     from tdph_workflows.core.sscha import SSCHASettings
     from tdph_workflows.engine import cubic_srtio3, run_temperature_phonons
     from tdph_workflows.io.structures import phonopy_to_ase
-    from tdph_workflows.output import phonopy_from_result
+    from tdph_workflows.io.outputs import phonopy_from_result
     from tdph_workflows.potentials import ForceModel, resolve_calculator
 
     calc = resolve_calculator(None)

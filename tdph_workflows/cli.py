@@ -99,8 +99,8 @@ def run(
     os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
     from .core.sscha import SSCHASettings
     from .engine import run_temperature_phonons
+    from .io.outputs import write_outputs
     from .io.structures import InputError
-    from .output import write_outputs
     from .potentials import CalculatorError, ModelError
 
     obj, name = _structure_arg(structure)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import platform
 import socket
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import spglib
-from ase import Atoms
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
 from phonopy.structure.atoms import PhonopyAtoms
@@ -23,8 +21,16 @@ from pymatgen.core import Lattice, Structure
 from . import __version__
 from .core import phonons
 from .core.sscha import OneShotSSCHA, SSCHASettings, TemperatureOutcome
+from .io.inputs import (
+    StructureLike,
+    check_temperatures,
+    choose_supercell,
+    phonopy_from_document,
+    resolve_input,
+    structure_dict,
+)
 from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
-from .io.structures import InputError, default_supercell_matrix, load_structure, phonopy_to_ase, to_phonopy_atoms
+from .io.structures import InputError, phonopy_to_ase
 from .potentials import ForceModel, check_elements, model_fingerprint, model_spec, relax_structure, resolve_calculator
 from .schemas import (
     ConvergenceRecord,
@@ -38,7 +44,6 @@ from .schemas import (
     TemperatureResult,
 )
 
-StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
 log = logging.getLogger(__name__)
 
 
@@ -59,47 +64,9 @@ def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None) 
     )
 
 
-def check_temperatures(temperatures: Sequence[float], material_id: str | None = None) -> list[float]:
-    """Finite, non-negative temperatures as floats; ``InputError`` (a ValueError) otherwise."""
-    temps = [float(t) for t in temperatures]
-    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
-        prefix = f"{material_id}: " if material_id else ""
-        raise InputError(f"{prefix}temperatures must be finite and >= 0 K, got {list(temperatures)}")
-    return temps
-
-
 def _wyckoffs(unitcell: PhonopyAtoms, symprec: float) -> list[str]:
     data = spglib.get_symmetry_dataset(unitcell.totuple(), symprec=symprec)
     return list(data.wyckoffs) if data is not None else ["?"] * len(unitcell)
-
-
-def _resolve_input(structure: StructureLike, material_id: str | None):
-    """-> (unitcell, supercell matrix or None, primitive matrix, id)."""
-    if isinstance(structure, (str, Path)):
-        if is_mdr_entry(structure):
-            structure = load_mdr_entry(structure)
-        else:
-            path = Path(structure)
-            structure = load_structure(path)
-            material_id = material_id or path.stem
-    if isinstance(structure, MDREntry):
-        return structure.unitcell, structure.supercell_matrix, structure.primitive_matrix, material_id or structure.material_id
-    unitcell = to_phonopy_atoms(structure, material_id)
-    return unitcell, None, "auto", material_id
-
-
-def _choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id: str) -> tuple[np.ndarray, str]:
-    """User matrix (3 or 9 integers) > MDR entry's matrix > the diagonal width rule."""
-    if requested is not None:
-        arr = np.array(requested, int)
-        smat, rule = (arr.reshape(3, 3) if arr.size == 9 else np.diag(arr)), "user"
-    elif from_entry is not None:
-        smat, rule = from_entry, "MDR entry"
-    else:
-        smat, rule = default_supercell_matrix(unitcell), "diagonal, widths >= 7.5 A"
-    if smat.shape != (3, 3) or abs(np.linalg.det(smat)) < 0.5:
-        raise InputError(f"{material_id}: singular or malformed supercell matrix {smat.tolist()}")
-    return smat, rule
 
 
 def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum, unitcell: PhonopyAtoms,
@@ -172,7 +139,7 @@ class HarmonicStage:
         return HarmonicResult(
             material_id=self.material_id,
             formula=self.formula,
-            unitcell=_structure_dict(self.unitcell),
+            unitcell=structure_dict(self.unitcell),
             supercell_matrix=np.asarray(self.phonon.supercell_matrix, int).tolist(),
             primitive_matrix=np.asarray(self.phonon.primitive_matrix, float).tolist(),
             n_atoms_supercell=len(self.phonon.supercell),
@@ -199,16 +166,6 @@ class HarmonicStage:
                    doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference)
 
 
-def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtoms, Phonopy]:
-    """Unit cell and phonopy object (no force constants) of a stored harmonic or full result."""
-    unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
-    return unitcell, phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
-
-
-def _structure_dict(unitcell: PhonopyAtoms) -> dict:
-    return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())
-
-
 def _calculator(calculator: Calculator | str | None) -> tuple[Calculator, str]:
     if calculator is None or isinstance(calculator, str):
         return resolve_calculator(calculator), str(calculator or model_spec())
@@ -228,7 +185,7 @@ def harmonic_stage(
     progress = progress or (lambda msg: None)
     started = datetime.datetime.now(datetime.UTC).isoformat()
     entry = load_mdr_entry(structure) if isinstance(structure, (str, Path)) and is_mdr_entry(structure) else structure
-    unitcell, smat_entry, pmat, material_id = _resolve_input(entry, material_id)
+    unitcell, smat_entry, pmat, material_id = resolve_input(entry, material_id)
     formula = Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).composition.reduced_formula
     material_id = material_id or formula
     calc, calc_name = _calculator(calculator)
@@ -242,7 +199,7 @@ def harmonic_stage(
         unitcell, relaxation = relax_structure(unitcell, calc, relax_fmax, material_id)
         timings["relax"] = time.perf_counter() - t0
 
-    smat, rule = _choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
+    smat, rule = choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
     phonon = phonons.build_phonopy(unitcell, smat, pmat)
     supercell = phonon.supercell
     model = ForceModel(calc, phonopy_to_ase(supercell), material_id)

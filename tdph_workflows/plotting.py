@@ -5,14 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from .schemas import TDPHResult
 
 
-def _plot_bands(ax, bands: dict, color: str, label: str) -> None:
+def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A figure and its axes without pyplot, so plotting never changes the caller's matplotlib backend."""
+    fig = Figure(figsize=kwargs.pop("figsize", None), dpi=kwargs.pop("dpi", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` (tight layout) to ``path``, creating its folder; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def plot_bands(ax, bands: dict, color: str, label: str) -> None:
+    """One band structure (phonopy band dict: distances, frequencies per segment) in one colour."""
     first = True
     for dist, freq in zip(bands["distances"], bands["frequencies"], strict=True):
         lines = ax.plot(dist, freq, color=color, lw=1.0)
@@ -21,7 +35,8 @@ def _plot_bands(ax, bands: dict, color: str, label: str) -> None:
             first = False
 
 
-def _decorate(ax, bands: dict) -> None:
+def decorate_band_axes(ax, bands: dict) -> None:
+    """High-symmetry ticks and labels (Γ, breaks as A|B), zero line and x range of a band plot."""
     ticks, labels = [], []
     lbl = iter(bands["labels"])
     for k, dist in enumerate(bands["distances"]):
@@ -43,34 +58,27 @@ def _decorate(ax, bands: dict) -> None:
 
 def plot_dispersion(result: TDPHResult, path: str | Path) -> Path:
     """Harmonic (black) and each temperature's dispersion along the standard path."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = new_figure(figsize=(7, 4.5), dpi=120)
     draw_dispersion(ax, result)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_side_by_side(results: list[TDPHResult], titles: list[str], path: str | Path) -> Path:
     """Dispersions of several materials next to each other (paper Fig. 3E-F: a weak and a strong case)."""
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.5), dpi=120, squeeze=False)
+    fig, axes = new_figure(1, len(results), figsize=(6.5 * len(results), 4.5), dpi=120, squeeze=False)
     for ax, result, title in zip(axes[0], results, titles, strict=True):
         draw_dispersion(ax, result)
         ax.set_title(f"{title}: {ax.get_title()}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def draw_dispersion(ax, result: TDPHResult) -> None:
-    _plot_bands(ax, result.harmonic.band_structure, "black", "harmonic")
-    colors = plt.cm.autumn_r([0.4 + 0.6 * k / max(1, len(result.temperatures) - 1) for k in range(len(result.temperatures))])
+    """Harmonic and every temperature's bands of one result on ``ax``, labelled."""
+    plot_bands(ax, result.harmonic.band_structure, "black", "harmonic")
+    colors = matplotlib.colormaps["autumn_r"]([0.4 + 0.6 * k / max(1, len(result.temperatures) - 1) for k in range(len(result.temperatures))])
     for t, c in zip(result.temperatures, colors, strict=True):
-        _plot_bands(ax, t.spectrum.band_structure, c, f"{t.temperature:g} K (L2 shift {100 * t.l2_shift:.1f} %)")
-    _decorate(ax, result.harmonic.band_structure)
+        plot_bands(ax, t.spectrum.band_structure, c, f"{t.temperature:g} K (L2 shift {100 * t.l2_shift:.1f} %)")
+    decorate_band_axes(ax, result.harmonic.band_structure)
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(f"{result.formula} ({result.spacegroup}), {result.n_atoms_supercell}-atom supercell")
     ax.legend(loc="best", fontsize=8)

@@ -10,7 +10,7 @@ from scipy import constants as sc
 
 from tdph_workflows.core.sscha import SSCHASettings
 from tdph_workflows.engine import run_temperature_phonons
-from tdph_workflows.output import phonopy_from_result
+from tdph_workflows.io.outputs import phonopy_from_result
 
 A = 5.0  # rocksalt cell; every site lies on a cubic grid of spacing A/2
 K = {"Li": 2.0, "I": 3.0}  # eV/A^2

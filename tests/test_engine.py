@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tdph_workflows.cli import app
 from tdph_workflows.core.sscha import SSCHASettings
 from tdph_workflows.engine import run_temperature_phonons
-from tdph_workflows.output import write_outputs
+from tdph_workflows.io.outputs import write_outputs
 from tdph_workflows.schemas import TDPHResult
 
 

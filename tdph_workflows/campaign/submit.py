@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.sscha import SSCHASettings
-from ..io.mdr import _material_id
+from ..io.mdr import material_id_from_path
 from ..potentials import model_fingerprint, model_spec
 from . import registry
 from .keys import item_key, structure_fingerprint
@@ -48,7 +48,7 @@ def mdr_items(mdr_dir: str | Path, max_atoms: int = 20, limit: int | None = None
         raise FileNotFoundError(f"MDR folder {mdr_dir} not found")
     natoms = _index_atoms(mdr_dir)
     entries = sorted(p for p in mdr_dir.iterdir() if p.name.endswith((".tar.lzma", ".tar.xz")) or p.is_dir())
-    items = [Item(_material_id(p), str(p.resolve()), natoms.get(p.name, (0, 0))[1]) for p in entries
+    items = [Item(material_id_from_path(p), str(p.resolve()), natoms.get(p.name, (0, 0))[1]) for p in entries
              if natoms.get(p.name, (0, 0))[0] < max_atoms]
     return items[:limit] if limit else items
 

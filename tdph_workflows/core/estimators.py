@@ -1,7 +1,8 @@
 """Estimators of the effective force constants Phi(T) = <d2V/dR dR>.
 
 Both accumulate per-group sums so that jackknife error bars (leave one group
-out) and adaptive sample counts cost no extra potential evaluations.
+out) and adaptive sample counts cost no extra potential evaluations, and share
+one interface (``GroupedEstimator``: ``consumes``, ``add``, ``estimate``).
 
 * ``HessianAverage``: the paper's estimator, the mean of instantaneous Hessians.
 * ``ForceRegression``: least-squares fit F = -Phi u on the same samples. For
@@ -14,6 +15,9 @@ out) and adaptive sample counts cost no extra potential evaluations.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import Literal
+
 import numpy as np
 from symfc.basis_sets import FCBasisSetO2
 from symfc.solvers.solver_O2 import prepare_normal_equation_O2
@@ -21,8 +25,25 @@ from symfc.utils.solver_funcs import solve_linear_equation
 from symfc.utils.utils import SymfcAtoms
 
 
-class _Grouped:
-    """Round-robin assignment of antithetic pairs to jackknife groups."""
+class GroupedEstimator(ABC):
+    """Common interface of the estimators: per-group sums of antithetic pairs.
+
+    Pairs are dealt round-robin to ``n_groups`` jackknife groups. A caller evaluates
+    what ``consumes`` names at the sampled displacements and passes it to ``add``;
+    ``estimate(leave_out)`` gives the force constants from all groups or all but one.
+
+    Attributes
+    ----------
+    consumes
+        ``"forces"`` or ``"hessians"``: what ``add`` takes besides the displacements.
+    add_timing
+        Timing key of ``add``: the force fit's normal-equation update is timed apart
+        (``"fit"``), a Hessian sum is cheap and counts as ``"potential"``.
+    """
+
+    name: str
+    consumes: Literal["forces", "hessians"]
+    add_timing: str
 
     def __init__(self, n_groups: int) -> None:
         if n_groups < 2:
@@ -45,25 +66,49 @@ class _Grouped:
     def groups_filled(self) -> bool:
         return self.n_samples >= 2 * self.n_groups
 
+    @property
+    def already_symmetric(self) -> bool:
+        """True when ``estimate`` already has the space-group symmetry and sum rule (no averaging needed)."""
+        return False
 
-class HessianAverage(_Grouped):
+    @property
+    def min_batch_pairs(self) -> int:
+        """Fewest pairs the first batch needs so that every leave-one-group-out estimate is defined."""
+        return 0
+
+    @abstractmethod
+    def add(self, displacements: np.ndarray, values: np.ndarray) -> None:
+        """Add an even number of paired samples: displacements (n, N, 3) and what ``consumes`` names."""
+
+    @abstractmethod
+    def estimate(self, leave_out: int | None = None) -> np.ndarray:
+        """Force constants (N, N, 3, 3) from all groups, or from all but group ``leave_out``."""
+
+
+class HessianAverage(GroupedEstimator):
     """Mean of instantaneous Hessians (paper Eq. 1), per group."""
 
     name = "hessian"
+    consumes = "hessians"
+    add_timing = "potential"
 
     def __init__(self, n_atoms: int, n_groups: int = 8) -> None:
         super().__init__(n_groups)
         self._sums = np.zeros((n_groups, n_atoms, n_atoms, 3, 3))
         self._counts = np.zeros(n_groups)
 
-    def add_hessians(self, hessians: np.ndarray) -> None:
-        """hessians: (n, 3N, 3N) in eV/A^2 for an even number of paired samples."""
+    def add(self, displacements: np.ndarray | None, hessians: np.ndarray) -> None:
+        """hessians: (n, 3N, 3N) in eV/A^2 at the n displacements (which the average does not need)."""
         n, dim, _ = hessians.shape
         natom = dim // 3
         blocks = hessians.reshape(n, natom, 3, natom, 3).transpose(0, 1, 3, 2, 4)
         for g, sl in self._split_pairs(n):
             self._sums[g] += blocks[sl].sum(axis=0)
             self._counts[g] += sl.stop - sl.start
+
+    def add_hessians(self, hessians: np.ndarray) -> None:
+        """``add`` without displacements (the name tests and scripts use)."""
+        self.add(None, hessians)
 
     def estimate(self, leave_out: int | None = None) -> np.ndarray:
         keep = np.ones(self.n_groups, bool)
@@ -72,10 +117,12 @@ class HessianAverage(_Grouped):
         return self._sums[keep].sum(axis=0) / self._counts[keep].sum()
 
 
-class ForceRegression(_Grouped):
+class ForceRegression(GroupedEstimator):
     """Least-squares force constants from (u, F) pairs, per-group normal equations."""
 
     name = "force_fit"
+    consumes = "forces"
+    add_timing = "fit"
 
     def __init__(
         self,
@@ -100,7 +147,20 @@ class ForceRegression(_Grouped):
             self._xtx = np.zeros((n_groups, dim, dim))
             self._xty = np.zeros((n_groups, dim, dim))
 
-    def add_forces(self, displacements: np.ndarray, forces: np.ndarray) -> None:
+    @property
+    def already_symmetric(self) -> bool:
+        # symfc's basis carries the space group, permutation symmetry and the sum rule
+        return self.uses_symfc
+
+    @property
+    def min_batch_pairs(self) -> int:
+        if self.uses_symfc:
+            return 0
+        # plain least squares: each pair adds one direction; every jackknife subset needs rank 3N
+        g = self.n_groups
+        return int(np.ceil(3 * self.n_atoms * g / (g - 1))) + g
+
+    def add(self, displacements: np.ndarray, forces: np.ndarray) -> None:
         """displacements, forces: (n, N, 3); forces already relative to the reference."""
         n = len(displacements)
         d = np.ascontiguousarray(displacements.reshape(n, -1), dtype=float)
@@ -121,6 +181,8 @@ class ForceRegression(_Grouped):
             else:
                 self._xtx[g] += d[idx].T @ d[idx]
                 self._xty[g] += d[idx].T @ f[idx]
+
+    add_forces = add  # the name benchmarks use
 
     def estimate(self, leave_out: int | None = None) -> np.ndarray:
         # Sum the kept groups in place, in group order (what .sum(axis=0) does): the fancy-indexed
@@ -149,8 +211,16 @@ def symfc_basis(cell: np.ndarray, frac: np.ndarray, numbers: np.ndarray) -> FCBa
     return FCBasisSetO2(atoms, log_level=0).run()
 
 
-def jackknife(values: np.ndarray) -> float:
-    """Standard error from leave-one-group-out estimates."""
+def jackknife(values: np.ndarray) -> float | np.ndarray:
+    """Standard error from leave-one-group-out estimates.
+
+    Parameters
+    ----------
+    values
+        Leave-one-group-out estimates along axis 0: shape (g,) gives a float,
+        shape (g, ...) an array of standard errors of shape (...).
+    """
     values = np.asarray(values, float)
     g = len(values)
-    return float(np.sqrt((g - 1) / g * ((values - values.mean()) ** 2).sum()))
+    se = np.sqrt((g - 1) / g * ((values - values.mean(axis=0)) ** 2).sum(axis=0))
+    return float(se) if se.ndim == 0 else se

@@ -72,8 +72,8 @@ def _parse_matrix(text: str, key: str) -> np.ndarray | None:
 _MP_ID = re.compile(r"(?<![A-Za-z0-9])mp-\d+")
 
 
-def _material_id(path: Path) -> str:
-    """The entry's own name first (``materials-id-<n>-...`` or ``mp-<n>...``), then the
+def material_id_from_path(path: Path) -> str:
+    """The MDR id of an entry path: its own name first (``materials-id-<n>-...`` or ``mp-<n>...``), then the
     nearest parent folder with an id; never a stray ``mp-<digits>`` such as ``tmp-2024``."""
     m = re.search(r"materials-id-(\d+)", path.name)
     if m:
@@ -118,7 +118,7 @@ def _load_folder(folder: Path, material_id: str) -> Phonopy:
 def load_mdr_entry(path: str | Path) -> MDREntry:
     """Load any MDR entry form; every failure is an ``InputError`` naming the entry."""
     path = Path(path)
-    material_id = _material_id(path)
+    material_id = material_id_from_path(path)
     if not path.exists():
         raise InputError(f"{material_id}: {path} not found")
     # phonopy 4 notes once per entry that an omitted primitive matrix now means 'auto'; the matrix it

@@ -8,7 +8,7 @@ from typing import Any
 from jobflow import Flow, Job, Maker
 
 from ..core.sscha import SSCHASettings
-from ..engine import StructureLike, check_temperatures
+from ..io.inputs import StructureLike, check_temperatures
 from .jobs import harmonic_job, material_job, metrics_job, relax_job, sscha_job
 
 

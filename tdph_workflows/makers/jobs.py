@@ -12,7 +12,8 @@ from jobflow import job
 from pymatgen.core import Structure
 
 from ..core.sscha import SSCHASettings
-from ..engine import HarmonicStage, StructureLike, harmonic_stage, renormalize, run_temperature_phonons
+from ..engine import HarmonicStage, harmonic_stage, renormalize, run_temperature_phonons
+from ..io.inputs import StructureLike, resolve_input
 from ..schemas import HarmonicResult, TDPHResult
 from .documents import MaterialSummary, RelaxResult
 
@@ -27,10 +28,9 @@ def _structure(structure: StructureLike | dict) -> StructureLike:
 @job
 def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: float, material_id: str | None = None
               ) -> RelaxResult:
-    from ..engine import _resolve_input
     from ..potentials import relax_structure, resolve_calculator
 
-    unitcell, _, _, mid = _resolve_input(_structure(structure), material_id)
+    unitcell, _, _, mid = resolve_input(_structure(structure), material_id)
     relaxed, info = relax_structure(unitcell, resolve_calculator(calculator), fmax, mid or "material")
     return RelaxResult(material_id=mid or "material",
                        structure=Structure(relaxed.cell, relaxed.symbols, relaxed.scaled_positions).as_dict(),

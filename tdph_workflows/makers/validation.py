@@ -76,15 +76,15 @@ def _structure_of(relaxed: Any) -> Structure:
 @job
 def displacements_job(relaxed: Any, source: str, settings: dict, material_id: str | None = None) -> dict:
     """The relaxed cell on the source's (MDR) supercell: phonopy's and the rattled supercells."""
-    from ..engine import _choose_supercell, _resolve_input
+    from ..io.inputs import choose_supercell, resolve_input
     from ..io.mdr import is_mdr_entry, load_mdr_entry
     from ..io.structures import to_phonopy_atoms
     from ..validation.pipeline import harmonic_displacements, rattled_supercells
 
-    _, smat_entry, pmat, mid = _resolve_input(source, material_id)
+    _, smat_entry, pmat, mid = resolve_input(source, material_id)
     structure = _structure_of(relaxed)
     unitcell = to_phonopy_atoms(structure, mid)
-    smat, _ = _choose_supercell(None, smat_entry, unitcell, mid)
+    smat, _ = choose_supercell(None, smat_entry, unitcell, mid)
     nac = load_mdr_entry(source).phonon.nac_params if is_mdr_entry(source) else None
     nac = None if nac is None else {k: np.asarray(v).tolist() if k in ("born", "dielectric") else v
                                     for k, v in nac.items()}
@@ -238,10 +238,10 @@ class ValidationMaker(Maker):
 
     def relax(self, source: str, material_id: str | None) -> Job | Flow:
         if self.calculator == "vasp":
-            from ..engine import _resolve_input
+            from ..io.inputs import resolve_input
             from ..validation.vasp import paper_relax_maker
 
-            unitcell, _, _, _ = _resolve_input(source, material_id)
+            unitcell, _, _, _ = resolve_input(source, material_id)
             structure = Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions)
             return paper_relax_maker(**self.vasp_options).make(structure)
         from .jobs import relax_job

@@ -176,7 +176,7 @@ def _forces_of(a: Atoms) -> np.ndarray:
 
 # --------------------------------------------------------------------------- fitting
 @contextlib.contextmanager
-def _quiet_hiphive():
+def quiet_hiphive():
     """hiphive logs its cluster-space tables at INFO to stdout; keep them out of our logs."""
     loggers = [logging.getLogger(name) for name in ("hiphive", "trainstation")]
     levels = [lg.level for lg in loggers]
@@ -299,7 +299,7 @@ def fit_force_constants(
     in the supercell's order: its forces are subtracted and only orders >= 3 are fitted.
     ``fit_kwargs`` go to trainstation (e.g. ``alpha`` for LASSO, ``threshold_lambda`` for ARDR).
     """
-    with _quiet_hiphive():
+    with quiet_hiphive():
         return _fit(prim, supercell, structures_with_forces, cutoffs, fit_method, fc2, n_splits, seed,
                     fit_fc2_correction, fit_kwargs)
 

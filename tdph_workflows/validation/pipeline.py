@@ -188,9 +188,9 @@ def fcp_from_text(text: str):
 
 def sparse_force_constants(fcp, supercell: Atoms) -> tuple[SparseFC, SparseFC | None]:
     """fc3 and fc4 of a fitted potential on a supercell (all index permutations, our SparseFC)."""
-    from .anharmonic import _quiet_hiphive, expand_permutations
+    from .anharmonic import expand_permutations, quiet_hiphive
 
-    with _quiet_hiphive():
+    with quiet_hiphive():
         fcs = fcp.get_force_constants(supercell)
     n = len(supercell)
     fc3 = SparseFC.from_dict(3, n, expand_permutations(3, fcs.get_fc_dict(order=3)) if 3 in fcs.orders else {})

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from phonopy import Phonopy
 
 from ..core.phonons import band_structure, with_force_constants
-from ..plotting import _decorate, _plot_bands
+from ..plotting import decorate_band_axes, new_figure, plot_bands, save_figure
 
 LEVELS = ("HA+3ph", "SCPH+3ph", "SCPH+3,4ph")
 LEVEL_COLORS = {"HA+3ph": "#7f7f7f", "SCPH+3ph": "#1f77b4", "SCPH+3,4ph": "#d62728"}
@@ -23,7 +19,7 @@ def plot_kappa_bars(kappa: dict[str, dict[str, float]], path: str | Path, temper
     """Grouped bars: one group per material, one bar per level ({material: {level: W/mK}})."""
     materials = list(kappa)
     width = 0.8 / len(LEVELS)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(materials), 3.6), dpi=130)
+    fig, ax = new_figure(figsize=(1.6 + 1.4 * len(materials), 3.6), dpi=130)
     for k, level in enumerate(LEVELS):
         values = [kappa[m].get(level, np.nan) for m in materials]
         x = np.arange(len(materials)) + (k - (len(LEVELS) - 1) / 2) * width
@@ -32,8 +28,7 @@ def plot_kappa_bars(kappa: dict[str, dict[str, float]], path: str | Path, temper
     ax.set_xticks(np.arange(len(materials)), materials, fontsize=8)
     ax.set_ylabel(f"$\\kappa_L$ at {temperature:g} K (W/mK)")
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scattering_rates(frequencies: np.ndarray, rates: dict[str, np.ndarray], path: str | Path,
@@ -43,7 +38,7 @@ def plot_scattering_rates(frequencies: np.ndarray, rates: dict[str, np.ndarray],
     The MIR line is 1/tau = f: a phonon that lives less than one period is no longer a quasi-particle.
     """
     f = np.asarray(frequencies).ravel()
-    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=130)
+    fig, ax = new_figure(figsize=(4.8, 3.6), dpi=130)
     for label, r in rates.items():
         r = np.asarray(r).ravel()
         ok = (f > 1e-3) & (r > 0)
@@ -56,20 +51,19 @@ def plot_scattering_rates(frequencies: np.ndarray, rates: dict[str, np.ndarray],
     ax.set_ylabel("Scattering rate (1/ps)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_dispersion_with_pdos(phonon: Phonopy, fc_harmonic: np.ndarray, fc_temperature: np.ndarray,
                               temperature: float, path: str | Path, mesh: float = 20.0, title: str = "") -> Path:
     """Dispersion at 0 K (harmonic, black) and at T (SCPH, red) with the SCPH projected DOS per element;
     LO-TO splitting when ``phonon`` carries NAC parameters."""
-    fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(8, 4.2), dpi=130, sharey=True,
+    fig, (ax, ax_dos) = new_figure(1, 2, figsize=(8, 4.2), dpi=130, sharey=True,
                                      gridspec_kw={"width_ratios": [3, 1]})
     bands_0 = band_structure(phonon, fc_harmonic, keep_nac=True)
-    _plot_bands(ax, bands_0, "black", "0 K (harmonic)")
-    _plot_bands(ax, band_structure(phonon, fc_temperature, keep_nac=True), "#d62728", f"{temperature:g} K (SCPH)")
-    _decorate(ax, bands_0)
+    plot_bands(ax, bands_0, "black", "0 K (harmonic)")
+    plot_bands(ax, band_structure(phonon, fc_temperature, keep_nac=True), "#d62728", f"{temperature:g} K (SCPH)")
+    decorate_band_axes(ax, bands_0)
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
@@ -82,13 +76,4 @@ def plot_dispersion_with_pdos(phonon: Phonopy, fc_harmonic: np.ndarray, fc_tempe
         ax_dos.plot(dos["projected_dos"][symbols == element].sum(axis=0), dos["frequency_points"], lw=1, label=element)
     ax_dos.set_xlabel("PDOS")
     ax_dos.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

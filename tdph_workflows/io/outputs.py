@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import phonopy_from_document
-from .plotting import plot_dispersion
-from .schemas import TDPHResult
+from ..plotting import plot_dispersion
+from ..schemas import TDPHResult
+from .inputs import phonopy_from_document
 
 
 def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
+    """The phonopy object of a stored result with the given force constants (harmonic or at some T)."""
     _, ph = phonopy_from_document(result)
     ph.force_constants = np.asarray(force_constants, float)
     return ph

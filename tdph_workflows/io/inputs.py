@@ -1,0 +1,91 @@
+"""What a material's input resolves to: unit cell, supercell and id; temperatures; stored documents back
+to phonopy objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from phonopy import Phonopy
+from phonopy.structure.atoms import PhonopyAtoms
+from pymatgen.core import Structure
+
+from ..core import phonons
+from ..schemas import HarmonicResult, TDPHResult
+from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
+from .structures import InputError, default_supercell_matrix, load_structure, to_phonopy_atoms
+
+StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
+"""Anything a material can be given as (a path is a structure file or an MDR entry)."""
+
+
+def check_temperatures(temperatures: Sequence[float], material_id: str | None = None) -> list[float]:
+    """Finite, non-negative temperatures as floats; ``InputError`` (a ValueError) otherwise."""
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+        prefix = f"{material_id}: " if material_id else ""
+        raise InputError(f"{prefix}temperatures must be finite and >= 0 K, got {list(temperatures)}")
+    return temps
+
+
+def resolve_input(structure: StructureLike, material_id: str | None):
+    """Unit cell, supercell matrix (None unless an MDR entry gives one), primitive matrix and id of an input.
+
+    Parameters
+    ----------
+    structure
+        A pymatgen ``Structure``, ASE ``Atoms``, ``PhonopyAtoms``, an ``MDREntry``, or a path to a
+        structure file or an MDR entry (tarball, folder, ``phonopy_params.yaml(.xz)``).
+    material_id
+        Overrides the id (default: the MDR id, else the file stem, else None).
+
+    Returns
+    -------
+    tuple
+        ``(unitcell, supercell_matrix or None, primitive_matrix or "auto", material_id)``.
+    """
+    if isinstance(structure, (str, Path)):
+        if is_mdr_entry(structure):
+            structure = load_mdr_entry(structure)
+        else:
+            path = Path(structure)
+            structure = load_structure(path)
+            material_id = material_id or path.stem
+    if isinstance(structure, MDREntry):
+        return structure.unitcell, structure.supercell_matrix, structure.primitive_matrix, material_id or structure.material_id
+    unitcell = to_phonopy_atoms(structure, material_id)
+    return unitcell, None, "auto", material_id
+
+
+def choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id: str) -> tuple[np.ndarray, str]:
+    """The supercell matrix and where it came from: user matrix (3 or 9 integers) > MDR entry's > width rule.
+
+    Raises
+    ------
+    InputError
+        A singular or malformed matrix, naming the material.
+    """
+    if requested is not None:
+        arr = np.array(requested, int)
+        smat, rule = (arr.reshape(3, 3) if arr.size == 9 else np.diag(arr)), "user"
+    elif from_entry is not None:
+        smat, rule = from_entry, "MDR entry"
+    else:
+        smat, rule = default_supercell_matrix(unitcell), "diagonal, widths >= 7.5 A"
+    if smat.shape != (3, 3) or abs(np.linalg.det(smat)) < 0.5:
+        raise InputError(f"{material_id}: singular or malformed supercell matrix {smat.tolist()}")
+    return smat, rule
+
+
+def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtoms, Phonopy]:
+    """Unit cell and phonopy object (no force constants) of a stored harmonic or full result."""
+    unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
+    return unitcell, phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
+
+
+def structure_dict(unitcell: PhonopyAtoms) -> dict:
+    """pymatgen ``Structure`` dict of a phonopy cell (what result documents store)."""
+    return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())
