@@ -89,7 +89,8 @@ def run(
     self_consistent: Annotated[bool, typer.Option("--self-consistent", help="Iterate sampling until converged")] = False,
     classical: Annotated[bool, typer.Option("--classical", help="Classical instead of quantum covariance")] = False,
     relax: Annotated[bool, typer.Option("--relax", help="Relax positions and cell with the potential first")] = False,
-    max_samples: Annotated[int, typer.Option(help="Cap on samples per temperature")] = 512,
+    max_samples: Annotated[int | None, typer.Option(
+        help="Cap on samples per temperature (default: 512 force fit, 64 Hessian)")] = None,
     soft_mode_floor: Annotated[float, typer.Option(help="Lowest sampling frequency (THz) of any mode")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("tdph_out"),
@@ -108,9 +109,8 @@ def run(
         smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
         if smat is not None and len(smat) not in (3, 9):
             raise ValueError(f"--supercell needs 3 or 9 integers, got {supercell!r}")
-        max_pairs = max(2, max_samples // 2)
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
-                                 min_pairs=min(16, max_pairs), n_groups=min(8, max_pairs), max_pairs=max_pairs,
+                                 max_pairs=None if max_samples is None else max(2, max_samples // 2),
                                  soft_mode_floor_thz=soft_mode_floor, seed=seed)
         t0 = time.perf_counter()
         with console.status("starting") as status:

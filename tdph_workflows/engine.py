@@ -8,7 +8,7 @@ import platform
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +244,7 @@ def renormalize(
     """One-shot (or self-consistent) Phi(T) at each temperature on one harmonic stage."""
     progress = progress or (lambda msg: None)
     t_all = time.perf_counter()
-    settings = _effective_settings(settings)
+    settings = settings or SSCHASettings()
     temps = check_temperatures(temperatures, stage.material_id)
     phonon, supercell = stage.phonon, stage.phonon.supercell
     model = ForceModel(stage.calc, phonopy_to_ase(supercell), stage.material_id)
@@ -284,15 +284,6 @@ def renormalize(
     )
 
 
-def _effective_settings(settings: SSCHASettings | None) -> SSCHASettings:
-    """Defaults; the Hessian estimator starts with 4 pairs in 4 groups (a Hessian costs ~3N force calls)."""
-    settings = settings or SSCHASettings()
-    if settings.estimator == "hessian" and settings.min_pairs == SSCHASettings.min_pairs:
-        n_groups = 4 if settings.n_groups == SSCHASettings.n_groups else settings.n_groups
-        settings = replace(settings, min_pairs=n_groups, n_groups=n_groups, max_pairs=min(settings.max_pairs, 32))
-    return settings
-
-
 def run_temperature_phonons(
     structure: StructureLike,
     calculator: Calculator | str | None = None,
@@ -320,11 +311,10 @@ def run_temperature_phonons(
     supercell_matrix
         Overrides the MDR supercell / the default rule (widths >= 7.5 A).
     settings
-        Engine options (estimator, sampling, statistics, self-consistency).
-        With ``estimator="hessian"`` and default statistics, 4 pairs in 4
-        jackknife groups are used (a Hessian costs ~3N force calls).
+        Engine options (estimator, sampling, statistics, self-consistency); unset
+        statistics follow the estimator (``SSCHASettings``), explicit ones are kept.
     """
     temps = check_temperatures(temperatures)  # validate before any potential call
-    settings = _effective_settings(settings)
+    settings = settings or SSCHASettings()
     stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress)
     return renormalize(stage, temps, settings, keep_force_constants, progress)

@@ -111,3 +111,13 @@ def test_db_cli_start_status_stop_keeps_data(tmp_path):
     finally:
         runner.invoke(app, ["db", "stop", *args])
     assert runner.invoke(app, ["db", "status", *args]).exit_code == 1
+
+
+def test_flow_refuses_two_potentials():
+    from tdph_workflows.makers import HarmonicMaker, OneShotSSCHAMaker, TDPHFlowMaker
+
+    with pytest.raises(ValueError, match="one potential per flow"):
+        TDPHFlowMaker(harmonic_maker=HarmonicMaker(calculator="emt"), sscha_maker=OneShotSSCHAMaker())
+    flow = TDPHFlowMaker(harmonic_maker=HarmonicMaker(calculator="emt"),
+                         sscha_maker=OneShotSSCHAMaker(calculator="emt", settings={"estimator": "hessian"}))
+    assert flow.sscha_maker.settings.max_pairs == 32

@@ -298,3 +298,16 @@ def test_jackknife_along_axis_zero():
     assert np.allclose(se, [[jackknife(values[:, i, j]) for j in range(3)] for i in range(5)], rtol=1e-12)
     scalar = jackknife(values[:, 0, 0])
     assert isinstance(scalar, float) and np.isclose(scalar, np.sqrt(7 / 8 * ((values[:, 0, 0] - values[:, 0, 0].mean()) ** 2).sum()))
+
+
+def test_unset_statistics_follow_the_estimator_and_explicit_ones_are_kept():
+    from tdph_workflows.core.sscha import SSCHASettings
+
+    fit, hess = SSCHASettings(), SSCHASettings(estimator="hessian")
+    assert (fit.min_pairs, fit.n_groups, fit.max_pairs) == (16, 8, 256)
+    assert (hess.min_pairs, hess.n_groups, hess.max_pairs) == (4, 4, 32)  # a Hessian costs ~3N force calls
+    explicit = SSCHASettings(estimator="hessian", min_pairs=16, n_groups=8, max_pairs=256)
+    assert (explicit.min_pairs, explicit.n_groups, explicit.max_pairs) == (16, 8, 256)  # was silently 4/4/32
+    capped = SSCHASettings(max_pairs=2)
+    assert (capped.min_pairs, capped.n_groups) == (2, 2)
+    assert SSCHASettings() == SSCHASettings(min_pairs=16, n_groups=8, max_pairs=256)  # campaign keys unchanged

@@ -12,6 +12,11 @@ from ..io.inputs import StructureLike, check_temperatures
 from .jobs import harmonic_job, material_job, metrics_job, relax_job, sscha_job
 
 
+def as_settings(settings: SSCHASettings | dict[str, Any]) -> SSCHASettings:
+    """``SSCHASettings`` from itself or from a dict of its fields (what a stored Maker holds)."""
+    return settings if isinstance(settings, SSCHASettings) else SSCHASettings(**settings)
+
+
 @dataclass
 class RelaxMaker(Maker):
     """Relax positions and cell with the potential, keeping the space group.
@@ -69,20 +74,21 @@ class OneShotSSCHAMaker(Maker):
     temperatures
         Temperatures in K, sharing the harmonic step.
     settings
-        ``SSCHASettings`` fields (estimator, sampling, statistics, self-consistency).
+        ``SSCHASettings`` (estimator, sampling, statistics, self-consistency); a dict of its
+        fields is accepted and converted.
     """
 
     name: str = "tdph one-shot sscha"
     calculator: str | None = None
     temperatures: list[float] = field(default_factory=lambda: [300.0])
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: SSCHASettings = field(default_factory=SSCHASettings)
 
     def __post_init__(self) -> None:  # fail before any job runs
         self.temperatures = check_temperatures(self.temperatures)
-        self.settings = asdict(SSCHASettings(**self.settings))
+        self.settings = as_settings(self.settings)
 
     def make(self, harmonic: Any) -> Job:
-        job = sscha_job(harmonic, self.calculator, self.temperatures, self.settings)
+        job = sscha_job(harmonic, self.calculator, self.temperatures, asdict(self.settings))
         job.name = self.name
         return job
 
@@ -101,13 +107,24 @@ class MetricsMaker(Maker):
 
 @dataclass
 class TDPHFlowMaker(Maker):
-    """Per-material flow: [relax ->] harmonic -> one-shot SSCHA -> metrics, one job per step."""
+    """Per-material flow: [relax ->] harmonic -> one-shot SSCHA -> metrics, one job per step.
+
+    Every step must use the same potential: Phi(T) is measured against the harmonic reference,
+    so a mixed flow would report the difference between two models as renormalization.
+    """
 
     name: str = "tdph"
     relax_maker: RelaxMaker | None = None
     harmonic_maker: HarmonicMaker = field(default_factory=HarmonicMaker)
     sscha_maker: OneShotSSCHAMaker = field(default_factory=OneShotSSCHAMaker)
     metrics_maker: MetricsMaker = field(default_factory=MetricsMaker)
+
+    def __post_init__(self) -> None:
+        steps = [m for m in (self.relax_maker, self.harmonic_maker, self.sscha_maker) if m is not None]
+        calculators = {m.calculator for m in steps}
+        if len(calculators) > 1:
+            used = ", ".join(f"{type(m).__name__}: {m.calculator or 'default model'}" for m in steps)
+            raise ValueError(f"one potential per flow, got {used}")
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Flow:
         jobs: list[Job] = []
@@ -129,16 +146,16 @@ class TDPHMaterialMaker(Maker):
     name: str = "tdph material"
     calculator: str | None = None
     temperatures: list[float] = field(default_factory=lambda: [300.0])
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: SSCHASettings = field(default_factory=SSCHASettings)
     supercell_matrix: list[int] | None = None
     relax: bool = False
 
     def __post_init__(self) -> None:
         self.temperatures = check_temperatures(self.temperatures)
-        self.settings = asdict(SSCHASettings(**self.settings))
+        self.settings = as_settings(self.settings)
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
-        job = material_job(structure, self.calculator, self.temperatures, self.settings, self.supercell_matrix,
+        job = material_job(structure, self.calculator, self.temperatures, asdict(self.settings), self.supercell_matrix,
                            self.relax, material_id)
         job.name = f"{self.name} {material_id or ''}".strip()
         return job

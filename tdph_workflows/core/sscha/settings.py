@@ -22,6 +22,13 @@ def fixed_point_z(n_frequencies: int, false_alarm: float = 0.05) -> float:
     return NormalDist().inv_cdf(1.0 - false_alarm / (2 * max(n_frequencies, 1)))  # stdlib: scipy.stats costs 0.4 s
 
 
+# statistics each estimator starts from when the user leaves them unset (min_pairs None = n_groups)
+ESTIMATOR_DEFAULTS = {
+    "force_fit": {"min_pairs": 16, "n_groups": 8, "max_pairs": 256},
+    "hessian": {"min_pairs": None, "n_groups": 4, "max_pairs": 32},
+}
+
+
 @dataclass(frozen=True)
 class SSCHASettings:
     """Physics and statistics options of the one-shot engine.
@@ -36,11 +43,15 @@ class SSCHASettings:
     soft_mode_floor_thz
         Lowest frequency any mode is sampled with (imaginary modes at |omega|).
     min_pairs, max_pairs
-        First batch and cap of antithetic pairs; batches double in between.
+        First batch and cap of antithetic pairs; batches double in between. None: the
+        estimator's default (``ESTIMATOR_DEFAULTS``; a Hessian costs ~3N force calls, so the
+        Hessian average starts at 4 pairs and stops at 32), min_pairs never above max_pairs.
+        An explicit value is always kept as given.
     target_abs, target_rel
         Stop when stderr(L2) <= max(target_abs, target_rel * L2); 0.005 = 0.5 points.
     n_groups
-        Jackknife groups (pairs are dealt round-robin).
+        Jackknife groups (pairs are dealt round-robin); None: the estimator's default, at most
+        max_pairs.
     self_consistent, sc_tolerance_thz, sc_max_iterations, sc_mixing, sc_coarse_pairs
         Resample from Phi(T) until it is a fixed point: every commensurate
         frequency of the new estimate differs from those of the force constants
@@ -63,11 +74,11 @@ class SSCHASettings:
     estimator: Literal["force_fit", "hessian"] = "force_fit"
     quantum: bool = True
     soft_mode_floor_thz: float = 0.5
-    min_pairs: int = 16
-    max_pairs: int = 256
+    min_pairs: int | None = None
+    max_pairs: int | None = None
     target_abs: float = 0.005
     target_rel: float = 0.03
-    n_groups: int = 8
+    n_groups: int | None = None
     self_consistent: bool = False
     sc_tolerance_thz: float = 0.05
     sc_max_iterations: int = 40
@@ -82,6 +93,16 @@ class SSCHASettings:
     def __post_init__(self) -> None:
         if self.estimator not in ("force_fit", "hessian"):
             raise ValueError(f"unknown estimator {self.estimator!r}: use 'force_fit' or 'hessian'")
+        defaults = ESTIMATOR_DEFAULTS[self.estimator]
+        max_pairs = defaults["max_pairs"] if self.max_pairs is None else self.max_pairs
+        n_groups = min(defaults["n_groups"], max(max_pairs, 2)) if self.n_groups is None else self.n_groups
+        min_pairs = self.min_pairs
+        if min_pairs is None:
+            min_pairs = min(defaults["min_pairs"] or n_groups, max_pairs)
+        # frozen: the resolved values are what asdict() stores and campaign keys hash
+        object.__setattr__(self, "max_pairs", max_pairs)
+        object.__setattr__(self, "n_groups", n_groups)
+        object.__setattr__(self, "min_pairs", min_pairs)
         if self.min_pairs < 1 or self.max_pairs < self.min_pairs:
             raise ValueError("need 1 <= min_pairs <= max_pairs")
         if self.n_groups < 2:
