@@ -153,12 +153,20 @@ class TDPHResult(_MaterialHeader):
         raise KeyError(f"no result at {temperature} K")
 
 
-def _register_packed_encoding() -> None:
-    """Make monty (hence jobflow's job store) use ``as_dict`` for result documents.
+_MONTY_REGISTERED = False
+
+
+def register_monty_encoding() -> None:
+    """Make monty (hence jobflow's job store) use ``as_dict`` (packed arrays) for result documents.
+
+    Idempotent; called by the jobflow layer (``makers.jobs``), not on import of the schemas.
 
     monty serializes pydantic models with ``model_dump()`` before looking at ``as_dict``; a
     registered handler comes first. Older monty without handlers: plain lists, only slower.
     """
+    global _MONTY_REGISTERED
+    if _MONTY_REGISTERED:
+        return
     try:
         from monty.json import TypeHandler, register
     except ImportError:
@@ -181,7 +189,5 @@ def _register_packed_encoding() -> None:
             return obj.as_dict()
 
     register(_ResultHandler())
-
-
-_register_packed_encoding()
+    _MONTY_REGISTERED = True
 

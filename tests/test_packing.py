@@ -29,6 +29,8 @@ def test_pack_tree_round_trip_is_exact_and_leaves_small_ragged_and_text_alone():
 def test_result_document_is_packed_for_stores_and_plain_for_json():
     result = run_temperature_phonons(_al(), "emt", [300], supercell_matrix=[2, 2, 2],
                                      settings=_fast_settings(), material_id="Al-pack")
+    import tdph_workflows.makers.jobs  # noqa: F401 (the jobflow layer registers the packed encoding)
+
     stored = jsanitize(result, strict=True, allow_bson=True)  # what jobflow's JobStore.update does
     assert stored["@class"] == "TDPHResult" and is_packed(stored["temperatures"][0]["force_constants"])
     assert isinstance(result.model_dump(mode="json")["temperatures"][0]["force_constants"], list)

@@ -96,7 +96,7 @@ def test_vasp_branch_of_the_flow_through_custodian_with_a_stand_in_vasp(tmp_path
     cif = tmp_path / "Cu.cif"
     AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6)).to(str(cif))
     settings = {**FAST, "temperatures": [300.0], "n_structures": 6, "kappa_mesh": [6, 6, 6]}  # 4ph on 4x4x4
-    options = {"vasp_cmd": f"{sys.executable} -m tdph_workflows.validation.fake_vasp", "potcar_spec": True,
+    options = {"vasp_cmd": f"{sys.executable} -m tdph_workflows.testing.fake_vasp", "potcar_spec": True,
                "custodian_kwargs": {"polling_time_step": 0.1, "monitor_freq": 20}}
     vasp = ValidationMaker(calculator="vasp", settings=settings, out_dir=str(tmp_path / "vasp"), vasp_options=options)
     flow = vasp.make(str(cif))

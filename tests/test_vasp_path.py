@@ -1,7 +1,7 @@
 """The VASP branch of DFT validation, run for real without VASP.
 
 Inputs are checked against the paper's settings; the atomate2 makers run through
-custodian with ``tdph_workflows.validation.fake_vasp`` (EMT) as the VASP
+custodian with ``tdph_workflows.testing.fake_vasp`` (EMT) as the VASP
 executable, and what atomate2/emmet parse back must equal EMT evaluated directly.
 """
 
@@ -24,7 +24,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Oszicar, Outcar, Poscar, Vasprun
 
-from tdph_workflows.validation import fake_vasp
+from tdph_workflows.testing import fake_vasp
 from tdph_workflows.validation.vasp import (
     forces_from_vasp_dir,
     paper_relax_maker,
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:cd is deprecated:FutureWarning",  # jobflow's run_locally
 )
 
-FAKE_CMD = f"{sys.executable} -m tdph_workflows.validation.fake_vasp"
+FAKE_CMD = f"{sys.executable} -m tdph_workflows.testing.fake_vasp"
 # poll fast so a test run is not dominated by custodian's 10 s default polling interval
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 20}
 EV_A3_TO_KBAR = 1602.1766208

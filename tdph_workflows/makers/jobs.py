@@ -14,8 +14,10 @@ from pymatgen.core import Structure
 from ..core.sscha import SSCHASettings
 from ..engine import HarmonicStage, harmonic_stage, renormalize, run_temperature_phonons
 from ..io.inputs import StructureLike, resolve_input
-from ..schemas import HarmonicResult, TDPHResult
+from ..schemas import HarmonicResult, TDPHResult, register_monty_encoding
 from .documents import MaterialSummary, RelaxResult
+
+register_monty_encoding()  # the documents these jobs return are stored with packed arrays
 
 # Output keys routed to the job store's "data" store (GridFS): never inline in the document.
 DATA_KEYS = ["harmonic_force_constants", "force_constants", "reference_forces", "band_structure", "dos"]

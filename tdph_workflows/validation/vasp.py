@@ -7,7 +7,7 @@ custodian with atomate2's usual VASP handlers plus a ``WalltimeHandler``
 (atomate2's ``run_vasp(wall_time=...)`` appends it).
 
 Everything here is thin wiring around atomate2 (``RelaxMaker``, ``DoubleRelaxMaker``,
-``StaticMaker``, ``run_vasp``); :mod:`tdph_workflows.validation.fake_vasp` is a
+``StaticMaker``, ``run_vasp``); :mod:`tdph_workflows.testing.fake_vasp` is a
 stand-in executable for testing it all without VASP.
 """
 

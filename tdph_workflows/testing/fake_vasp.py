@@ -1,4 +1,4 @@
-"""A stand-in VASP executable: ``python -m tdph_workflows.validation.fake_vasp`` in a run directory.
+"""A stand-in VASP executable: ``python -m tdph_workflows.testing.fake_vasp`` in a run directory.
 
 Reads INCAR / POSCAR (and KPOINTS if any), evaluates energies, forces and
 stresses with an ASE calculator instead of DFT, and writes the outputs VASP
