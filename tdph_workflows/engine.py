@@ -270,6 +270,8 @@ def renormalize(
     return TDPHResult(
         **harmonic.model_dump(exclude={"timings", "calculator", "reference_forces"}),
         spacegroup=f"{engine.symmetry.spacegroup} ({engine.symmetry.spacegroup_number})",
+        spacegroup_symbol=engine.symmetry.spacegroup,
+        spacegroup_number=engine.symmetry.spacegroup_number,
         settings=asdict(settings),
         temperatures=results,
         timings=timings,

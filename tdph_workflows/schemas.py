@@ -140,11 +140,21 @@ class HarmonicResult(_MaterialHeader):
 class TDPHResult(_MaterialHeader):
     """Temperature-dependent phonons of one material (one harmonic reference, several T)."""
 
-    spacegroup: str
+    spacegroup: str = Field(description="International symbol and number, e.g. 'Pm-3m (221)' (for display)")
+    spacegroup_symbol: str = Field("", description="International (Hermann-Mauguin) symbol of the supercell's group")
+    spacegroup_number: int = Field(0, description="International space-group number")
     settings: dict
     temperatures: list[TemperatureResult]
     timings: dict[str, float]
     provenance: Provenance
+
+    @model_validator(mode="after")
+    def _spacegroup_parts(self) -> TDPHResult:
+        # documents stored before the symbol and number had fields of their own carry only "Pm-3m (221)"
+        if not self.spacegroup_number and self.spacegroup.endswith(")"):
+            symbol, _, number = self.spacegroup.rpartition(" (")
+            self.spacegroup_symbol, self.spacegroup_number = symbol, int(number.rstrip(")"))
+        return self
 
     def at(self, temperature: float) -> TemperatureResult:
         for t in self.temperatures:

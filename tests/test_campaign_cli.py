@@ -11,10 +11,10 @@ import yaml
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
+from tdph_workflows.campaign.queries import query_rows
 from tdph_workflows.campaign.settings import DatabaseSettings, launchpad, resolve
 from tdph_workflows.campaign.submit import structure_items, submit
 from tdph_workflows.cli import app
-from tdph_workflows.cli_campaign import query_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

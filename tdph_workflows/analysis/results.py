@@ -53,8 +53,8 @@ def tables(summaries: Iterable[dict], temperature: float | None = None) -> tuple
 
 def from_database(uri: str, database: str, campaign: str | None = None, temperature: float | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(materials, sites) of the COMPLETED records of a campaign database (see :func:`tables`)."""
     from ..campaign import registry
+    from ..campaign.queries import completed_summaries
 
-    coll = registry.collection(uri, database)
-    match = {"state": "COMPLETED", **({"campaign": campaign} if campaign else {})}
-    return tables((rec["summary"] for rec in coll.find(match, {"summary": 1}) if rec.get("summary")), temperature)
+    return tables(completed_summaries(registry.collection(uri, database), campaign), temperature)

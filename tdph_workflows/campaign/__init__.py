@@ -1,1 +1,2 @@
-"""Campaign machinery: the embedded database, job stores, submission (issue 3, in progress)."""
+"""Campaigns: database settings and the embedded server, job stores, submission of many materials,
+the per-material registry, workers and the checks of a cluster set-up."""

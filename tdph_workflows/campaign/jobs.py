@@ -8,7 +8,7 @@ from typing import Any
 from jobflow import CURRENT_JOB, job
 
 from ..makers.documents import MaterialSummary
-from ..makers.jobs import DATA_KEYS
+from ..makers.jobs import DATA_KEYS, compute_material
 from ..settings import current_settings
 from . import registry
 
@@ -20,17 +20,14 @@ def campaign_chunk_job(items: list[dict[str, str]], calculator: str | None, temp
 
     A chunk of one that fails raises, so its firework FIZZLEs with the reason.
     """
-    from ..core.sscha import SSCHASettings
-    from ..engine import run_temperature_phonons
-
     env_uri = current_settings().db_uri
     coll = registry.collection(env_uri.get_secret_value() if env_uri else registry_uri, registry_db)
     results, failed = [], []
     for item in items:
         t0 = time.perf_counter()
         try:
-            result = run_temperature_phonons(item["source"], calculator, temperatures,
-                                             settings=SSCHASettings(**settings), material_id=item["material_id"])
+            result = compute_material(item["source"], calculator, temperatures, settings,
+                                      material_id=item["material_id"])
         except Exception as exc:  # record and go on: one bad material never takes the chunk down
             registry.record_failure(coll, item["key"], exc)
             failed.append({"key": item["key"], "material_id": item["material_id"], "error": f"{type(exc).__name__}: {exc}"})

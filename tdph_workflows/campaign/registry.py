@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
 import pymongo
 
 COLLECTION = "materials"
+WAITING, COMPLETED, FAILED = "WAITING", "COMPLETED", "FAILED"  # the states of a record
 
 
 def collection(uri: str, database: str) -> pymongo.collection.Collection:
@@ -24,24 +26,57 @@ def register(coll, key: str, material_id: str, source: str, campaign: str) -> bo
     """Insert a WAITING record; False when the key exists already (nothing new to compute)."""
     now = datetime.datetime.now(datetime.UTC)
     result = coll.update_one({"key": key}, {"$setOnInsert": {
-        "key": key, "material_id": material_id, "source": source, "campaign": campaign, "state": "WAITING",
+        "key": key, "material_id": material_id, "source": source, "campaign": campaign, "state": WAITING,
         "submitted": now}}, upsert=True)
     return result.upserted_id is not None
 
 
 def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_time: float) -> None:
     coll.update_one({"key": key}, {"$set": {
-        "state": "COMPLETED", "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
+        "state": COMPLETED, "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
         "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
 
 
 def record_failure(coll, key: str, exc: BaseException) -> None:
     coll.update_one({"key": key}, {"$set": {
-        "state": "FAILED", "error": f"{type(exc).__name__}: {exc}",
+        "state": FAILED, "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
         "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
 
 
+def match(state: str | None = None, campaign: str | None = None, keys: Iterable[str] | None = None,
+          material_ids: Iterable[str] | None = None) -> dict[str, Any]:
+    """The MongoDB filter on this collection that every query builds on.
+
+    Parameters
+    ----------
+    state
+        Record state (``WAITING``, ``COMPLETED`` or ``FAILED``); None for any.
+    campaign
+        Campaign name; None or empty for every campaign.
+    keys
+        Dedup keys to restrict to (results of given settings and model only); None for any.
+    material_ids
+        Material ids to restrict to; None for any.
+
+    Returns
+    -------
+    dict
+        The filter, e.g. ``{"state": "COMPLETED", "campaign": "demo"}``.
+    """
+    selected: dict[str, Any] = {}
+    if state:
+        selected["state"] = state
+    if campaign:
+        selected["campaign"] = campaign
+    if material_ids is not None:
+        selected["material_id"] = {"$in": sorted(material_ids)}
+    if keys is not None:
+        selected["key"] = {"$in": list(keys)}
+    return selected
+
+
 def counts(coll, campaign: str | None = None) -> dict[str, int]:
-    match: dict[str, Any] = {"campaign": campaign} if campaign else {}
-    return {d["_id"]: d["n"] for d in coll.aggregate([{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])}
+    """Number of records by state, in one campaign or in all."""
+    pipeline = [{"$match": match(campaign=campaign)}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+    return {d["_id"]: d["n"] for d in coll.aggregate(pipeline)}

@@ -82,20 +82,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .units import AMU, ANGSTROM, EV, HBAR, THZ, THZ_TO_KELVIN
+
 try:  # optional: pin BLAS threads (see BLAS_THREADS)
     from threadpoolctl import threadpool_limits as _threadpool_limits
 except ImportError:  # pragma: no cover
     _threadpool_limits = None
-
-# --- constants (CODATA 2018, SI) ---
-HBAR = 1.054571817e-34  # J s
-EV = 1.602176634e-19  # J
-ANGSTROM = 1e-10  # m
-AMU = 1.66053906660e-27  # kg
-KB = 1.380649e-23  # J / K
-THZ = 1e12  # Hz
-# h f / k_B for f = 1 THz, in K: x = THZ_TO_KELVIN * f / T
-THZ_TO_KELVIN = 2 * np.pi * HBAR * THZ / KB  # ~47.9924 K/THz
 
 CUTOFF_FREQUENCY_THZ = 1e-3
 DEGENERACY_TOL_THZ = 1e-4

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import constants as sc
+
+from .units import AMU, ANGSTROM, EV, HBAR, KB
 
 # eV/(A^2 amu) -> (rad/s)^2
-_EV_A2_AMU_TO_RAD2_S2 = sc.eV / (sc.angstrom**2 * sc.atomic_mass)
+_EV_A2_AMU_TO_RAD2_S2 = EV / (ANGSTROM**2 * AMU)
 _RAD_S_TO_THZ = 1.0 / (2 * np.pi * 1e12)
 
 
@@ -123,14 +124,14 @@ def mode_variances(frequencies_thz: np.ndarray, temperature: float, quantum: boo
         if temperature == 0:
             coth = np.ones_like(omega)
         else:
-            x = sc.hbar * omega / (2 * sc.k * temperature)
+            x = HBAR * omega / (2 * KB * temperature)
             coth = 1.0 / np.tanh(x)
-        var_si = sc.hbar / (2 * omega) * coth  # kg m^2
+        var_si = HBAR / (2 * omega) * coth  # kg m^2
     else:
         if temperature == 0:
             return np.zeros_like(omega)
-        var_si = sc.k * temperature / omega**2
-    return var_si / (sc.atomic_mass * sc.angstrom**2)
+        var_si = KB * temperature / omega**2
+    return var_si / (AMU * ANGSTROM**2)
 
 
 def displacement_covariance(modes: ThermalModes, temperature: float, quantum: bool = True) -> np.ndarray:

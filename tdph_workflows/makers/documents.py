@@ -57,7 +57,7 @@ class MaterialSummary(BaseModel):
             formula=result.formula,
             elements=elements,
             spacegroup=result.spacegroup,
-            spacegroup_number=int(result.spacegroup.rsplit("(", 1)[1].rstrip(")")),
+            spacegroup_number=result.spacegroup_number,
             n_atoms_supercell=result.n_atoms_supercell,
             harmonic_min_frequency=result.harmonic.min_frequency,
             harmonic_n_imaginary=result.harmonic.n_imaginary,

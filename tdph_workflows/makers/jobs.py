@@ -58,10 +58,18 @@ def metrics_job(result: TDPHResult | dict) -> MaterialSummary:
     return MaterialSummary.from_result(doc)
 
 
+def compute_material(structure: StructureLike | dict, calculator: str | None, temperatures: list[float],
+                     settings: dict[str, Any], supercell_matrix: list | None = None, relax: bool = False,
+                     material_id: str | None = None) -> TDPHResult:
+    """Every step of one material from a job's plain arguments (shared by ``material_job`` and the
+    campaign's chunk job, so both compute a material the same way)."""
+    return run_temperature_phonons(_structure(structure), calculator, temperatures, supercell_matrix,
+                                   SSCHASettings(**settings), relax=relax, material_id=material_id)
+
+
 @job(data=DATA_KEYS)
 def material_job(structure: StructureLike | dict, calculator: str | None, temperatures: list[float],
                  settings: dict[str, Any], supercell_matrix: list | None = None, relax: bool = False,
                  material_id: str | None = None) -> TDPHResult:
     """All steps of one material in one job: one model load per worker, one store write."""
-    return run_temperature_phonons(_structure(structure), calculator, temperatures, supercell_matrix,
-                                   SSCHASettings(**settings), relax=relax, material_id=material_id)
+    return compute_material(structure, calculator, temperatures, settings, supercell_matrix, relax, material_id)

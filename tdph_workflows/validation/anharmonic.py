@@ -204,6 +204,17 @@ def expand_permutations(order: int, sorted_blocks: dict[tuple[int, ...], np.ndar
     return out
 
 
+def sparse_higher_orders(fcs, n_atoms: int, with_fc4: bool) -> tuple[SparseFC, SparseFC | None]:
+    """fc3 and (if ``with_fc4``) fc4 of hiphive ``ForceConstants`` as ``SparseFC`` with all index permutations.
+
+    An order the potential does not contain comes back empty, not missing.
+    """
+    def order(k: int) -> dict:
+        return expand_permutations(k, fcs.get_fc_dict(order=k)) if k in fcs.orders else {}
+
+    return SparseFC.from_dict(3, n_atoms, order(3)), SparseFC.from_dict(4, n_atoms, order(4)) if with_fc4 else None
+
+
 def fc3_to_phono3py(fc3: SparseFC, p2s_map: Sequence[int] | None = None) -> np.ndarray:
     """fc3 in phono3py's layout: compact (n_prim, N, N, 3, 3, 3) for the supercell indices
     ``p2s_map`` of the primitive atoms (``Phono3py.primitive.p2s_map``), else full (N, N, N, 3, 3, 3)."""
@@ -353,12 +364,8 @@ def _fit(prim, supercell, structures_with_forces, cutoffs, fit_method, fc2, n_sp
     t_fit = time.perf_counter()
     fcp = ForceConstantPotential(cs, cve.parameters)
     fcs = fcp.get_force_constants(ideal)
-    orders = fcs.orders
-    fc3 = SparseFC.from_dict(3, n, expand_permutations(3, fcs.get_fc_dict(order=3)) if 3 in orders else {})
-    fc4 = None
-    if len(cutoffs) == 3:
-        fc4 = SparseFC.from_dict(4, n, expand_permutations(4, fcs.get_fc_dict(order=4)) if 4 in orders else {})
-    corr = fcs.get_fc_array(order=2) if (fc2 is None or fit_fc2_correction) and 2 in orders else None
+    fc3, fc4 = sparse_higher_orders(fcs, n, with_fc4=len(cutoffs) == 3)
+    corr = fcs.get_fc_array(order=2) if (fc2 is None or fit_fc2_correction) and 2 in fcs.orders else None
     t_fc = time.perf_counter()
     return AnharmonicFit(
         fc3=fc3,

@@ -188,14 +188,11 @@ def fcp_from_text(text: str):
 
 def sparse_force_constants(fcp, supercell: Atoms) -> tuple[SparseFC, SparseFC | None]:
     """fc3 and fc4 of a fitted potential on a supercell (all index permutations, our SparseFC)."""
-    from .anharmonic import expand_permutations, quiet_hiphive
+    from .anharmonic import quiet_hiphive, sparse_higher_orders
 
     with quiet_hiphive():
         fcs = fcp.get_force_constants(supercell)
-    n = len(supercell)
-    fc3 = SparseFC.from_dict(3, n, expand_permutations(3, fcs.get_fc_dict(order=3)) if 3 in fcs.orders else {})
-    fc4 = SparseFC.from_dict(4, n, expand_permutations(4, fcs.get_fc_dict(order=4))) if 4 in fcs.orders else None
-    return fc3, fc4
+    return sparse_higher_orders(fcs, len(supercell), with_fc4=4 in fcs.orders)
 
 
 def self_consistent_phonons(setup: Setup, fc2: np.ndarray, fc4: SparseFC, temperature: float,

@@ -1,4 +1,4 @@
-"""The ``tdph`` command line (one material for now; campaigns come next)."""
+"""`tdph run`: harmonic and temperature-renormalized phonons of one material."""
 
 from __future__ import annotations
 
@@ -10,18 +10,11 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Temperature-dependent phonons at high throughput (one-shot SSCHA).", no_args_is_help=True)
-console = Console()
+from .common import console
 
 BUILTINS = {"srtio3": ("cubic_srtio3", "cubic SrTiO3, a = 3.905 A")}
-
-
-@app.callback()
-def _root() -> None:
-    """tdph: one-shot SSCHA with machine-learned potentials."""
 
 
 def _structure_arg(name: str):
@@ -79,8 +72,7 @@ def _summary(result) -> None:
     console.print(f"timings: {timing}")
 
 
-@app.command()
-def run(
+def run_cmd(
     structure: Annotated[str, typer.Argument(help="Structure file (CIF, POSCAR, ...), MDR entry, or 'SrTiO3' (built in)")],
     temperature: Annotated[list[float], typer.Option("--temperature", "-T", help="Temperature(s) in K")] = [300.0],  # noqa: B006
     supercell: Annotated[str | None, typer.Option(help="Supercell: '2 2 2' or 9 integers")] = None,
@@ -98,11 +90,11 @@ def run(
 ) -> None:
     """Harmonic and temperature-renormalized phonons of one material."""
     os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
-    from .core.sscha import SSCHASettings
-    from .engine import run_temperature_phonons
-    from .io.outputs import write_outputs
-    from .io.structures import InputError
-    from .potentials import CalculatorError, ModelError
+    from ..core.sscha import SSCHASettings
+    from ..engine import run_temperature_phonons
+    from ..io.outputs import write_outputs
+    from ..io.structures import InputError
+    from ..potentials import CalculatorError, ModelError
 
     obj, name = _structure_arg(structure)
     try:
@@ -122,80 +114,3 @@ def run(
     files = write_outputs(result, out)
     _summary(result)
     console.print(f"wall time {time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in files.values()))
-
-
-db_app = typer.Typer(help="The embedded database (SecantusDB, MongoDB wire protocol, 127.0.0.1 only).",
-                      no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-
-def _database(data_dir: Path | None, port: int | None):
-    from .campaign.database import EmbeddedDatabase
-
-    db = EmbeddedDatabase.from_env()
-    if data_dir is not None:
-        db = EmbeddedDatabase(data_dir, db.port)
-    if port is not None:
-        db = EmbeddedDatabase(db.data_dir, port)
-    return db
-
-
-DataDirOption = Annotated[Path | None, typer.Option(help="Data folder (default: TDPH_DB_DIR or ~/.tdph/db)")]
-PortOption = Annotated[int | None, typer.Option(help="Port (default: TDPH_DB_PORT or 27117)")]
-
-
-@db_app.command("start")
-def db_start(data_dir: DataDirOption = None, port: PortOption = None) -> None:
-    """Start the server (no-op when it already runs) and print its URI."""
-    from .campaign.database import DatabaseError
-
-    try:
-        status = _database(data_dir, port).start()
-    except DatabaseError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"running: {status['uri']} (pid {status['pid']}, data {status['data_dir']})")
-
-
-@db_app.command("stop")
-def db_stop(data_dir: DataDirOption = None, port: PortOption = None) -> None:
-    """Stop the server cleanly."""
-    stopped = _database(data_dir, port).stop()
-    console.print("stopped" if stopped else "was not running")
-
-
-@db_app.command("status")
-def db_status(data_dir: DataDirOption = None, port: PortOption = None) -> None:
-    """Whether the server runs and answers; exit code 1 when it does not."""
-    status = _database(data_dir, port).status()
-    console.print(("running: " if status["running"] else "not running: ") + f"{status['uri']} data {status['data_dir']}")
-    if not status["running"]:
-        raise typer.Exit(1)
-
-
-def _register_campaign_commands() -> None:
-    from . import cli_campaign as cc
-
-    app.add_typer(cc.campaign_app, name="campaign")
-    app.add_typer(cc.config_app, name="config")
-    app.command("worker")(cc.worker_cmd)
-    app.command("query")(cc.query_cmd)
-    app.command("demo")(cc.demo_cmd)
-    from .cli_finetune import finetune_app
-
-    app.add_typer(finetune_app, name="finetune")
-    from . import cli_analysis as ca
-
-    app.command("analyze")(ca.analyze_cmd)
-    app.command("report")(ca.report_cmd)
-    app.command("predict")(ca.predict_cmd)
-    from .cli_validate import validate_cmd
-
-    app.command("validate")(validate_cmd)
-
-
-_register_campaign_commands()
-
-
-def main() -> None:
-    app()

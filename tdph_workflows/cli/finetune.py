@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from .common import console
+
 finetune_app = typer.Typer(help="Fine-tune the potential on MDR harmonic force constants; evaluate vs DFT.",
                            no_args_is_help=True)
 
@@ -19,7 +19,7 @@ finetune_app = typer.Typer(help="Fine-tune the potential on MDR harmonic force c
 def _sources(mdr_dir: Path, limit: int | None, sample: int | None, seed: int, max_atoms: int,
              max_supercell_atoms: int | None = None, include: list[str] = ()) -> list[str]:
     """Entries of mdr_dir (filtered, sampled), plus every entry whose id is in ``include`` (hold-outs)."""
-    from .campaign.submit import mdr_items
+    from ..campaign.submit import mdr_items
 
     every = mdr_items(mdr_dir, max_atoms)
     items = [i for i in every if not max_supercell_atoms or 0 < i.cost_hint <= max_supercell_atoms]
@@ -85,7 +85,7 @@ def build_dataset_cmd(
     for d in mdr_dir:
         sources += _sources(d, limit, sample, seed, max_atoms, max_supercell_atoms, held_out + _ids(None, include_file))
     if labels == "on-the-fly":
-        from .finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
+        from ..finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
 
         cell_settings = CellDatasetSettings(max_cell_atoms=max_cell_atoms, val_fraction=val_fraction, seed=seed,
                                             max_imaginary_thz=max_imaginary)
@@ -94,7 +94,7 @@ def build_dataset_cmd(
         console.print(f"{out}: train {c['train']['compounds']} compounds / {c['train']['cells']} cells, "
                       f"val {c['val']['compounds']} / {c['val']['cells']}; {len(m['skipped'])} skipped")
     elif labels == "fixed":
-        from .finetune.dataset import DatasetSettings, build_dataset
+        from ..finetune.dataset import DatasetSettings, build_dataset
 
         settings = DatasetSettings(n_configs=n_configs, u_min=u_min, u_max=u_max, val_fraction=val_fraction,
                                    seed=seed, max_imaginary_thz=max_imaginary)
@@ -159,7 +159,7 @@ def train_cmd(
     """
     manifest = json.loads((dataset / "manifest.json").read_text())
     if manifest.get("kind") == "cells":
-        from .finetune.onthefly import OnTheFlySettings, OnTheFlyTrainer
+        from ..finetune.onthefly import OnTheFlySettings, OnTheFlyTrainer
 
         settings = OnTheFlySettings(epochs=epochs, atoms_per_batch=atoms_per_batch, lr=lr or 1e-4,
                                     energy_weight=energy_weight, loss=loss, freeze=tuple(freeze or ()),  # type: ignore[arg-type]
@@ -174,7 +174,7 @@ def train_cmd(
         console.print(f"model {r['model']}: {r['epochs_completed']}/{settings.epochs} epochs ({state}), "
                       f"{r['train_seconds']:.0f} s of training, validation force MAE {last['val_force_mae']:.4f} eV/A")
         return
-    from .finetune.training import TrainSettings, train
+    from ..finetune.training import TrainSettings, train
 
     settings_fixed = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr or 1e-4, lr_schedule=schedule,  # type: ignore[arg-type]
                                    energy_weight=energy_weight, accelerator=accelerator,
@@ -204,7 +204,7 @@ def evaluate_cmd(
         "tdph_finetune/evaluation"),
 ) -> None:
     """Frequencies at commensurate q vs DFT: MAE per compound and overall, parity plot, stability agreement."""
-    from .finetune.evaluation import evaluate
+    from ..finetune.evaluation import evaluate
 
     if dataset:
         manifest = json.loads((dataset / "manifest.json").read_text())
@@ -216,7 +216,7 @@ def evaluate_cmd(
     else:
         console.print("[red]error:[/red] give --mdr-dir or --dataset")
         raise typer.Exit(2)
-    from .potentials import FOUNDATION_MODEL
+    from ..potentials import FOUNDATION_MODEL
 
     base_spec = FOUNDATION_MODEL if baseline == "default" else baseline
     models = {} if baseline == "none" else {Path(base_spec).name: base_spec}

@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-LaunchpadOption = Annotated[Path | None, typer.Option(help="launchpad.yaml (default: TDPH_LAUNCHPAD, else embedded)")]
+from .common import LaunchpadOption, console
+
 OutOption = Annotated[Path, typer.Option(help="Output folder")]
 
 
 def _tables(launchpad: Path | None, campaign: str | None, temperature: float | None):
-    from .analysis.results import from_database
-    from .campaign.settings import resolve
+    from ..analysis.results import from_database
+    from ..campaign.settings import resolve
 
     db = resolve(launchpad)
     materials, sites = from_database(db.uri, db.database, campaign, temperature)
@@ -41,9 +40,9 @@ def analyze_cmd(
     launchpad: LaunchpadOption = None,
 ) -> None:
     """Trends, random forests, screening and prototypes from the stored results: PNG figures, CSV, summary.json."""
-    from .analysis.models import OutlierRules
-    from .analysis.report import analyze
-    from .cli_campaign import full_results
+    from ..analysis.models import OutlierRules
+    from ..analysis.report import analyze
+    from ..campaign.queries import full_results
 
     db, materials, sites = _tables(launchpad, campaign, temperature)
 
@@ -87,12 +86,12 @@ def report_cmd(
     launchpad: LaunchpadOption = None,
 ) -> None:
     """Self-contained HTML page (figures, sortable/searchable table, dispersion plot links); analyzes first if needed."""
-    from .analysis.report import write_report
-    from .cli_campaign import write_dispersion_plots
+    from ..analysis.report import write_report
+    from ..campaign.queries import write_dispersion_plots
 
     if not (out / "summary.json").exists():
         analyze_cmd(campaign=campaign, out=out, launchpad=launchpad)
-    from .campaign.settings import resolve
+    from ..campaign.settings import resolve
 
     n = write_dispersion_plots(resolve(launchpad), campaign, out / "materials")
     path = write_report(out)
@@ -109,8 +108,8 @@ def predict_cmd(
     import pandas as pd
     from pymatgen.core import Structure
 
-    from .analysis.features import global_feature_labels, local_feature_labels, material_features
-    from .analysis.models import FittedModel
+    from ..analysis.features import global_feature_labels, local_feature_labels, material_features
+    from ..analysis.models import FittedModel
 
     missing = [f for f in ("global.joblib", "local.joblib") if not (models / f).exists()]
     if missing:

@@ -7,24 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-
-
-def screened_sources(db, n: int, campaign: str | None, threshold: float) -> list[tuple[str, str, float]]:
-    """(material_id, source, max R_onsite) of the top-n completed materials at or above the threshold."""
-    from .campaign import registry
-
-    query: dict = {"state": "COMPLETED", "summary.temperatures.0.r_onsite_max": {"$gte": threshold}}
-    if campaign:
-        query["campaign"] = campaign
-    docs = registry.collection(db.uri, db.database).find(
-        query, {"material_id": 1, "source": 1, "summary.temperatures.r_onsite_max": 1})
-    rows = [(d["material_id"], d["source"], float(d["summary"]["temperatures"][0]["r_onsite_max"])) for d in docs]
-    rows.sort(key=lambda r: -r[2])
-    return rows[:n]
+from .common import LaunchpadOption, console
 
 
 def validate_cmd(
@@ -42,11 +27,12 @@ def validate_cmd(
     out: Annotated[Path, typer.Option(help="Folder for figures and the kappa table")] = Path("tdph_out/validation"),
     run_local: Annotated[bool, typer.Option("--run-local", help="Run here now (jobflow run_locally) instead of submitting")] = False,
     category: Annotated[str, typer.Option(help="FireWorks category of the submitted jobs")] = "cpu",
-    launchpad: Annotated[Path | None, typer.Option(help="launchpad.yaml (default: TDPH_LAUNCHPAD, else embedded)")] = None,
+    launchpad: LaunchpadOption = None,
 ) -> None:
     """Validate materials: relax, fc2 + compressive-sensing fc3/fc4, SCPH, kappa_L (HA+3ph, SCPH+3ph, SCPH+3,4ph)."""
-    from .campaign.settings import resolve
-    from .makers.validation import ValidationMaker
+    from ..campaign.queries import screened_sources
+    from ..campaign.settings import resolve
+    from ..makers.validation import ValidationMaker
 
     if calculator not in ("vasp", "model"):
         console.print(f"[red]error:[/red] --calculator must be vasp or model, not {calculator}")
@@ -78,8 +64,8 @@ def validate_cmd(
         return
     from jobflow.managers.fireworks import flow_to_workflow
 
-    from .campaign.settings import launchpad as get_launchpad
-    from .campaign.stores import job_store
+    from ..campaign.settings import launchpad as get_launchpad
+    from ..campaign.stores import job_store
 
     wf = flow_to_workflow(flow, store=job_store(db.uri, db.database))
     get_launchpad(db).add_wf(wf)

@@ -1,0 +1,361 @@
+"""Reading a campaign back: the registry's records, the job store's full results, and files made from them.
+
+Every query on the materials registry is built here (on :func:`registry.match`), so ``tdph query``,
+``tdph campaign status``, ``tdph validate --from-screening``, ``tdph analyze`` and ``tdph report`` select
+the same records the same way. ``db`` arguments are anything with ``uri`` and ``database`` attributes,
+e.g. :class:`~tdph_workflows.campaign.settings.DatabaseSettings`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from . import registry
+
+if TYPE_CHECKING:
+    import pymongo
+
+    from ..schemas import TDPHResult
+    from .settings import DatabaseSettings
+    from .submit import Item
+
+R_ONSITE_MAX = "summary.temperatures.0.r_onsite_max"  # max R_onsite at the first stored temperature
+FAILURES_SHOWN = 50
+
+
+def completed_filter(campaign: str | None = None, keys: Iterable[str] | None = None,
+                     material_ids: Iterable[str] | None = None, element: str | None = None,
+                     spacegroup: int | None = None, r_onsite_min: float | None = None,
+                     stored: bool = False) -> dict[str, Any]:
+    """The registry filter of COMPLETED records.
+
+    Parameters
+    ----------
+    campaign
+        Campaign name; None for every campaign.
+    keys
+        Dedup keys: the results of these settings and this model only, not older runs of the same material.
+    material_ids
+        Material ids to restrict to.
+    element
+        Keep materials containing this element (``summary.elements``).
+    spacegroup
+        Keep materials of this space-group number.
+    r_onsite_min
+        Keep materials whose max R_onsite at the first temperature is at least this.
+    stored
+        Keep only records whose job output is in the job store (``job_uuid`` set).
+
+    Returns
+    -------
+    dict
+        A MongoDB filter for :func:`registry.collection`.
+    """
+    selected = registry.match(registry.COMPLETED, campaign, keys, material_ids)
+    if stored:
+        selected["job_uuid"] = {"$ne": None}
+    if element:
+        selected["summary.elements"] = element
+    if spacegroup:
+        selected["summary.spacegroup_number"] = spacegroup
+    if r_onsite_min is not None:
+        selected[R_ONSITE_MAX] = {"$gte": r_onsite_min}
+    return selected
+
+
+def registry_of(db: DatabaseSettings) -> pymongo.collection.Collection:
+    """The materials registry collection of a campaign database."""
+    return registry.collection(db.uri, db.database)
+
+
+def completed_summaries(coll: pymongo.collection.Collection, campaign: str | None = None) -> Iterator[dict]:
+    """The MaterialSummary dicts of the COMPLETED records (records without a summary are left out).
+
+    Parameters
+    ----------
+    coll
+        The materials registry (:func:`registry.collection`).
+    campaign
+        Campaign name; None for every campaign.
+
+    Yields
+    ------
+    dict
+        One ``summary`` per completed material, in storage order.
+    """
+    for rec in coll.find(completed_filter(campaign), {"summary": 1}):
+        if rec.get("summary"):
+            yield rec["summary"]
+
+
+def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element: str | None = None,
+               spacegroup: int | None = None, campaign: str | None = None,
+               keys: Iterable[str] | None = None) -> list[dict]:
+    """Completed materials as flat rows, ranked by max R_onsite at the first temperature.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    r_onsite_min, element, spacegroup, campaign, keys
+        Filters, as in :func:`completed_filter`.
+
+    Returns
+    -------
+    list of dict
+        One row per material with ``material_id``, ``formula``, ``spacegroup``, ``T``, ``r_onsite_max``,
+        ``l2_shift_pct``, ``l2_stderr_pct``, ``r_full_robust``, ``harmonic_min_thz``, ``min_thz`` and
+        ``wall_s`` (rounded for display), highest ``r_onsite_max`` first.
+    """
+    selected = completed_filter(campaign, keys, element=element, spacegroup=spacegroup, r_onsite_min=r_onsite_min)
+    rows = []
+    for rec in registry_of(db).find(selected):
+        s = rec["summary"]
+        t = s["temperatures"][0]
+        rows.append({"material_id": s["material_id"], "formula": s["formula"], "spacegroup": s["spacegroup"],
+                     "spacegroup_number": s["spacegroup_number"], "T": t["temperature"], "r_onsite_max": round(t["r_onsite_max"], 4),
+                     "l2_shift_pct": round(100 * t["l2_shift"], 2), "l2_stderr_pct": round(100 * t["l2_stderr"], 2),
+                     "r_full_robust": round(t["r_full_robust"], 4), "harmonic_min_thz": round(s["harmonic_min_frequency"], 2),
+                     "min_thz": round(t["min_frequency"], 2), "wall_s": round(rec.get("wall_time", 0.0), 1)})
+    return sorted(rows, key=lambda r: -r["r_onsite_max"])
+
+
+def screened_sources(db: DatabaseSettings, n: int, campaign: str | None, threshold: float
+                     ) -> list[tuple[str, str, float]]:
+    """The top-n screened candidates: completed materials with max R_onsite at or above a threshold.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    n
+        At most this many candidates.
+    campaign
+        Campaign name; None for every campaign.
+    threshold
+        Lowest max R_onsite (first temperature) of a candidate.
+
+    Returns
+    -------
+    list of tuple
+        ``(material_id, source, max R_onsite)``, highest R_onsite first.
+    """
+    docs = registry_of(db).find(completed_filter(campaign, r_onsite_min=threshold),
+                                {"material_id": 1, "source": 1, "summary.temperatures.r_onsite_max": 1})
+    rows = [(d["material_id"], d["source"], float(d["summary"]["temperatures"][0]["r_onsite_max"])) for d in docs]
+    rows.sort(key=lambda r: -r[2])
+    return rows[:n]
+
+
+def full_results(db: DatabaseSettings, campaign: str | None = None, material_ids: set[str] | None = None,
+                 keys: Iterable[str] | None = None) -> Iterator[tuple[dict, TDPHResult]]:
+    """Completed materials with their full results (arrays from the job store's GridFS).
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    campaign
+        Campaign name; None for every campaign.
+    material_ids
+        Only these materials; None for all.
+    keys
+        Only these dedup keys; None for all.
+
+    Yields
+    ------
+    tuple
+        ``(registry record, TDPHResult)`` of each completed material whose job output is stored.
+    """
+    from ..schemas import TDPHResult
+    from .stores import job_store
+
+    coll = registry_of(db)
+    store = job_store(db.uri, db.database)
+    store.connect()
+    try:
+        for rec in coll.find(completed_filter(campaign, keys, material_ids, stored=True)):
+            output = store.get_output(rec["job_uuid"], load=True)
+            for entry in output["results"]:
+                if entry["key"] == rec["key"]:
+                    result = entry["result"]
+                    yield rec, result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
+    finally:
+        store.close()
+
+
+@dataclass
+class CampaignStatus:
+    """Progress of a campaign, as ``tdph campaign status`` shows it."""
+
+    counts: dict[str, int]  # records by state
+    throughput: float | None = None  # completed materials per hour; None with fewer than two completed
+    eta_hours: float | None = None  # hours until the WAITING ones are done at that rate; None when none wait
+    failures: list[dict] = field(default_factory=list)  # material_id and error of (at most 50) failed records
+
+
+def campaign_status(db: DatabaseSettings, campaign: str | None = None) -> CampaignStatus:
+    """Counts by state, throughput, ETA and the failures of a campaign.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    campaign
+        Campaign name; None for every campaign.
+
+    Returns
+    -------
+    CampaignStatus
+        The throughput is measured between the first and last completion times.
+    """
+    coll = registry_of(db)
+    status = CampaignStatus(registry.counts(coll, campaign))
+    done = list(coll.find(completed_filter(campaign), {"finished": 1, "wall_time": 1}))
+    if len(done) >= 2:
+        times = sorted(d["finished"] for d in done)
+        span = max((times[-1] - times[0]).total_seconds(), 1e-9)
+        status.throughput = (len(done) - 1) / span * 3600
+        left = status.counts.get(registry.WAITING, 0)
+        if status.throughput > 0 and left:
+            status.eta_hours = left / status.throughput
+    failed = coll.find(registry.match(registry.FAILED, campaign), {"material_id": 1, "error": 1})
+    status.failures = list(failed.limit(FAILURES_SHOWN))
+    return status
+
+
+def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = False,
+                    expiration_secs: int = 600) -> tuple[int, int]:
+    """Put failed or lost fireworks back to READY (``lpad detect_lostruns`` + ``rerun_fws``).
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    state
+        Rerun the fireworks in this FireWorks state.
+    lost
+        Also detect lost runs (RUNNING fireworks of dead workers) and rerun them.
+    expiration_secs
+        A RUNNING firework silent this long is lost.
+
+    Returns
+    -------
+    tuple of int
+        (fireworks rerun from ``state``, lost runs rerun).
+    """
+    from .settings import launchpad
+
+    lp = launchpad(db)
+    n_lost = 0
+    if lost:
+        _, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
+        n_lost = len(lost_fws)
+    ids = lp.get_fw_ids({"state": state})
+    for fw_id in ids:
+        lp.rerun_fw(fw_id)
+    return len(ids), n_lost
+
+
+def write_rows_csv(rows: list[dict], fh: IO[str]) -> None:
+    """Write rows (e.g. of :func:`query_rows`) as CSV with a header; nothing for no rows.
+
+    Parameters
+    ----------
+    rows
+        Dicts with the same keys; the first row's keys are the columns.
+    fh
+        An open text file or buffer.
+    """
+    if rows:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """The CSV text of :func:`write_rows_csv`."""
+    buf = io.StringIO()
+    write_rows_csv(rows, buf)
+    return buf.getvalue()
+
+
+def write_ranked_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write rows to a CSV file (an empty file for no rows) and return its path."""
+    with open(path, "w") as fh:
+        write_rows_csv(rows, fh)
+    return Path(path)
+
+
+def write_dispersion_plots(db: DatabaseSettings, campaign: str | None, out: str | Path,
+                           keys: Iterable[str] | None = None) -> int:
+    """Plot each completed material's dispersion (harmonic vs T) to ``out/<material_id>/dispersion.png``.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    campaign
+        Campaign name; None for every campaign.
+    out
+        Folder; one subfolder per material is created.
+    keys
+        Only these dedup keys; None for all.
+
+    Returns
+    -------
+    int
+        Number of plots written.
+    """
+    from ..plotting import plot_dispersion
+
+    n = 0
+    for rec, result in full_results(db, campaign, keys=keys):
+        folder = Path(out) / rec["material_id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_dispersion(result, folder / "dispersion.png")
+        n += 1
+    return n
+
+
+DEMO_MATERIALS = {  # (spacegroup, lattice constant, species, coordinates): the code builds them itself
+    "NaCl": (225, 5.60, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "KCl": (225, 6.29, ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "MgO": (225, 4.21, ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "CsCl": (221, 4.07, ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "SrTiO3": (221, 3.905, ["Sr", "Ti", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]),
+    "KMgF3": (221, 3.99, ["K", "Mg", "F"], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]),
+    "Si": (227, 5.43, ["Si"], [[0, 0, 0]]),
+    "CaF2": (225, 5.46, ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+}
+
+
+def write_demo_structures(out: str | Path) -> list[Item]:
+    """Write the built-in demo materials as CIFs under ``out/structures`` and return them as campaign items.
+
+    Parameters
+    ----------
+    out
+        The demo's output folder.
+
+    Returns
+    -------
+    list of Item
+        One item per entry of :data:`DEMO_MATERIALS`, with the CIF's absolute path as source.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    from .submit import Item
+
+    items = []
+    for name, (sg, a, species, coords) in DEMO_MATERIALS.items():
+        path = Path(out) / "structures" / f"{name}.cif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Structure.from_spacegroup(sg, Lattice.cubic(a), species, coords).to(filename=str(path))
+        items.append(Item(name, str(path.resolve())))
+    return items

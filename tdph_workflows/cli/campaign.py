@@ -1,0 +1,141 @@
+"""`tdph campaign submit | status | rerun`, `tdph worker`, `tdph demo`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from .common import LaunchpadOption, console
+from .query import emit_rows
+
+campaign_app = typer.Typer(help="Submit, watch and rerun campaigns (FireWorks + MongoDB).", no_args_is_help=True)
+
+
+@campaign_app.command("submit")
+def submit_cmd(
+    structures: Annotated[list[Path] | None, typer.Argument(help="Structure files")] = None,
+    mdr_dir: Annotated[Path | None, typer.Option(help="Folder of MDR entries (tarballs or folders)")] = None,
+    max_atoms: Annotated[int, typer.Option(help="Keep MDR entries with fewer primitive-cell atoms")] = 20,
+    temperature: Annotated[list[float], typer.Option("--temperature", "-T")] = [300.0],  # noqa: B006
+    limit: Annotated[int | None, typer.Option(help="At most N materials")] = None,
+    sample: Annotated[int | None, typer.Option(help="N MDR entries at random (--seed)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample")] = 0,
+    chunk_size: Annotated[int, typer.Option(help="Materials per job (one model load each)")] = 1,
+    model: Annotated[str | None, typer.Option(help="Model folder/name (a fine-tuned one too), emt, module:factory")] = None,
+    category: Annotated[str, typer.Option(help="FireWorks category (gpu or cpu)")] = "gpu",
+    campaign: Annotated[str, typer.Option(help="Campaign name")] = "default",
+    self_consistent: Annotated[bool, typer.Option(
+        "--self-consistent", help="Self-consistent Phi(T) (~4x the one-shot cost; the one-shot L2 shift is "
+        "biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """Add materials to the LaunchPad; already-known materials (same dedup key) are skipped."""
+    from ..campaign.settings import resolve
+    from ..campaign.submit import mdr_items, structure_items, submit
+
+    if not mdr_dir and not structures:
+        console.print("[red]error:[/red] give STRUCTURES or --mdr-dir")
+        raise typer.Exit(2)
+    mdr = mdr_items(mdr_dir, max_atoms, None if sample else limit) if mdr_dir else []
+    if sample:
+        import random
+
+        mdr = random.Random(seed).sample(mdr, min(sample, len(mdr)))
+    items = mdr + structure_items(structures or [])
+    items = items[:limit] if limit else items
+    db = resolve(launchpad)
+    with Progress(console=console) as bar:
+        task = bar.add_task("registering", total=len(items))
+        report = submit(items, db, model, temperature, {"self_consistent": True} if self_consistent else None,
+                        chunk_size=chunk_size, category=category, campaign=campaign,
+                        progress=lambda done, total: bar.update(task, completed=done))
+    console.print(f"{report.new} new materials in {report.fireworks} fireworks; {report.skipped} already known "
+                  f"(database {db.source}: {db.database})")
+
+
+@campaign_app.command("status")
+def status_cmd(campaign: Annotated[str | None, typer.Option()] = None, launchpad: LaunchpadOption = None) -> None:
+    """Counts by state, throughput, ETA and failures with their reasons."""
+    from ..campaign.queries import campaign_status
+    from ..campaign.settings import resolve
+
+    status = campaign_status(resolve(launchpad), campaign)
+    table = Table(title=f"campaign {campaign or '(all)'}")
+    table.add_column("state")
+    table.add_column("materials", justify="right")
+    for state, n in sorted(status.counts.items()):
+        table.add_row(state, str(n))
+    console.print(table)
+    if status.throughput is not None:
+        eta = f", ETA {status.eta_hours:.1f} h" if status.eta_hours is not None else ""
+        console.print(f"throughput {status.throughput:.0f} materials/h{eta}")
+    for rec in status.failures:
+        console.print(f"[red]FAILED[/red] {rec['material_id']}: {rec['error']}")
+
+
+@campaign_app.command("rerun")
+def rerun_cmd(
+    state: Annotated[str, typer.Option(help="Rerun fireworks in this state")] = "FIZZLED",
+    lost: Annotated[bool, typer.Option("--lost", help="Also detect and rerun lost runs (dead workers)")] = False,
+    expiration_secs: Annotated[int, typer.Option(help="A RUNNING firework silent this long is lost")] = 600,
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """lpad detect_lostruns + rerun_fws: put failed or lost materials back to READY."""
+    from ..campaign.queries import rerun_fireworks
+    from ..campaign.settings import resolve
+
+    n_rerun, n_lost = rerun_fireworks(resolve(launchpad), state, lost, expiration_secs)
+    console.print(f"rerun {n_rerun} {state} fireworks" + (f" and {n_lost} lost runs" if lost else ""))
+
+
+def worker_cmd(
+    n: Annotated[int, typer.Option("--n", help="Local rocket launchers")] = 2,
+    category: Annotated[list[str], typer.Option(help="Categories to pull")] = ["gpu", "cpu"],  # noqa: B006
+    work_dir: Annotated[Path, typer.Option(help="Launch folders")] = Path("tdph_runs"),
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """Run rockets on this machine until no READY fireworks remain (on SLURM use qlaunch, see docs)."""
+    from ..campaign.settings import resolve
+    from ..campaign.worker import start_workers
+
+    db = resolve(launchpad)
+    t0 = time.perf_counter()
+    procs = start_workers(n, db.uri, db.database, list(category), work_dir.resolve())
+    codes = [p.wait() for p in procs]
+    console.print(f"{n} workers finished in {time.perf_counter() - t0:.1f} s (exit codes {codes})")
+
+
+def demo_cmd(
+    mdr_dir: Annotated[Path | None, typer.Option(help="Use MDR entries instead of the built-in materials")] = None,
+    limit: Annotated[int, typer.Option(help="Materials from --mdr-dir")] = 8,
+    workers: Annotated[int, typer.Option(help="Local workers")] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for the ranked table (CSV)")] = Path("tdph_out/demo"),
+) -> None:
+    """The README's main job: embedded database, a small campaign, two local workers, a ranked table."""
+    from ..campaign.queries import query_rows, write_demo_structures, write_dispersion_plots, write_ranked_csv
+    from ..campaign.settings import resolve
+    from ..campaign.submit import mdr_items, submit
+    from ..campaign.worker import start_workers
+
+    db = resolve(None)
+    console.print(f"database: {db.source} {db.uri} ({db.database})")
+    out.mkdir(parents=True, exist_ok=True)
+    items = mdr_items(mdr_dir, limit=limit) if mdr_dir else write_demo_structures(out)
+    report = submit(items, db, None, [300.0], category="gpu", campaign="demo")
+    console.print(f"submitted {report.new} new materials ({report.skipped} already computed)")
+    t0 = time.perf_counter()
+    procs = start_workers(workers, db.uri, db.database, ["gpu", "cpu"], (out / "runs").resolve())
+    for p in procs:
+        p.wait()
+    console.print(f"workers finished in {time.perf_counter() - t0:.1f} s")
+    # this submission's keys: a database that holds demo runs of older settings or models lists only these
+    rows = query_rows(db, campaign="demo", keys=report.keys)
+    emit_rows(rows, "table")
+    n_plots = write_dispersion_plots(db, "demo", out, keys=report.keys)
+    console.print(f"wrote {n_plots} dispersion plots (harmonic vs 300 K) under {out}")
+    console.print(f"wrote {write_ranked_csv(rows, out / 'ranked.csv')}")
