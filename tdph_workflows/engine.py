@@ -31,7 +31,15 @@ from .io.inputs import (
 )
 from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from .io.structures import InputError, phonopy_to_ase
-from .potentials import ForceModel, check_elements, model_fingerprint, model_spec, relax_structure, resolve_calculator
+from .potentials import (
+    ForceModel,
+    check_elements,
+    comparison_on,
+    model_fingerprint,
+    model_spec,
+    relax_structure,
+    resolve_calculator,
+)
 from .schemas import (
     ConvergenceRecord,
     DFTReference,
@@ -157,6 +165,13 @@ class HarmonicStage:
 
     @classmethod
     def from_document(cls, doc: HarmonicResult, calculator: Calculator | str | None = None) -> HarmonicStage:
+        """The stage back from its stored document, with ``calculator`` (None = the default model) for later steps.
+
+        Raises
+        ------
+        InputError
+            The document was stored without its harmonic force constants.
+        """
         if doc.harmonic_force_constants is None:
             raise InputError(f"{doc.material_id}: the harmonic document carries no force constants")
         calc, calc_name = _calculator(calculator)
@@ -222,16 +237,15 @@ def harmonic_stage(
 def _dft_reference(entry: MDREntry, phonon: Phonopy, spectrum: PhononSpectrum) -> DFTReference | None:
     """Model vs DFT harmonic frequencies on the entry's own cell and supercell (outlier filtering, paper Methods B)."""
     try:
-        dft = phonons.commensurate_frequencies(phonon, entry.dft_force_constants())
+        comparison = comparison_on(entry, phonon, np.asarray(spectrum.commensurate_frequencies))
     except Exception as exc:  # noqa: BLE001 (a reference we cannot build is reported as missing, not fatal)
         log.warning("%s: no DFT reference frequencies (%s)", entry.material_id, exc)
         return None
-    model = np.asarray(spectrum.commensurate_frequencies)
+    model, dft = comparison.frequencies_model, comparison.frequencies_dft
     if model.shape != dft.shape or not np.linalg.norm(dft):
         return None
-    return DFTReference(mae_thz=float(np.abs(model - dft).mean()),
-                        relative_deviation=float(np.linalg.norm(model - dft) / np.linalg.norm(dft)),
-                        min_frequency_dft=float(dft.min()))
+    return DFTReference(mae_thz=comparison.mae_thz, relative_deviation=comparison.relative_deviation,
+                        min_frequency_dft=float(comparison.frequencies_dft.min()))
 
 
 def renormalize(

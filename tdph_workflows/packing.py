@@ -19,17 +19,20 @@ MIN_PACKED_SIZE = 512  # smaller lists stay readable in the database
 
 
 def pack(array: Any) -> dict:
+    """Packed form of an array-like: float64 bytes, zlib level 1, base64 (integers come back as floats)."""
     a = np.ascontiguousarray(array, dtype=float)
     return {"format": PACKED, "dtype": "float64", "shape": list(a.shape),
             "zlib_b64": base64.b64encode(zlib.compress(a.tobytes(), 1)).decode("ascii")}
 
 
 def unpack(packed: dict) -> np.ndarray:
+    """The array (a writable copy, original shape) of a dict made by `pack`."""
     raw = zlib.decompress(base64.b64decode(packed["zlib_b64"]))
     return np.frombuffer(raw, dtype=packed["dtype"]).reshape(packed["shape"]).copy()
 
 
 def is_packed(value: Any) -> bool:
+    """True for a dict made by `pack`."""
     return isinstance(value, dict) and value.get("format") == PACKED
 
 

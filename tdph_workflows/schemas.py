@@ -21,6 +21,8 @@ class SiteRenormalization(BaseModel):
 
 
 class ConvergenceRecord(BaseModel):
+    """One point of the adaptive sampling history: the L2 shift and its error at a sample count."""
+
     n_samples: int = Field(description="Samples used so far (antithetic pairs count twice)")
     l2_shift: float = Field(description="L2 frequency shift at this sample count (fraction)")
     l2_stderr: float = Field(description="Jackknife standard error of the L2 shift (fraction)")
@@ -40,6 +42,8 @@ class PhononSpectrum(BaseModel):
 
 
 class TemperatureResult(BaseModel):
+    """Renormalized phonons of one material at one temperature, with the metrics and sampling statistics."""
+
     temperature: float = Field(description="Temperature (K)")
     spectrum: PhononSpectrum
     force_constants: list | None = Field(None, description="Phi(T), (N, N, 3, 3) in eV/A^2, phonopy supercell order")
@@ -65,6 +69,8 @@ class TemperatureResult(BaseModel):
 
 
 class RelaxationInfo(BaseModel):
+    """The unit-cell relaxation: force threshold (eV/A), BFGS steps, energies (eV) and volumes (A^3) before/after."""
+
     fmax: float
     steps: int
     converged: bool
@@ -83,6 +89,8 @@ class DFTReference(BaseModel):
 
 
 class Provenance(BaseModel):
+    """Code version, calculator and model hash, host, Python version and start time of a run."""
+
     code_version: str
     calculator: str = Field(description="Model folder/name or calculator class")
     model_hash: str | None = Field(None, description="sha256 (16 hex) of the model folder's files")
@@ -157,6 +165,7 @@ class TDPHResult(_MaterialHeader):
         return self
 
     def at(self, temperature: float) -> TemperatureResult:
+        """The result at `temperature` (K, matched to 1e-6); KeyError when there is none."""
         for t in self.temperatures:
             if abs(t.temperature - temperature) < 1e-6:
                 return t

@@ -181,3 +181,17 @@ def test_rerun_fireworks_puts_fizzled_ones_back(database):
     assert queries.rerun_fireworks(db, "FIZZLED") == (1, 0)
     assert lp.get_fw_ids({"state": "FIZZLED"}) == [] and len(lp.get_fw_ids({"state": "READY"})) == 2
     assert queries.rerun_fireworks(db, "FIZZLED", lost=True, expiration_secs=600) == (0, 0)
+
+
+def test_structure_fingerprint_is_the_same_on_both_sides_of_a_cell_boundary():
+    from pymatgen.core import Lattice, Structure
+
+    from tdph_workflows.campaign.keys import structure_fingerprint
+
+    def cscl(x: float) -> Structure:
+        return Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[x, x, x], [0.5, 0.5, 0.5]])
+
+    # 0.9999999 rounded to 6 digits is 1.0, which is the same position as 0.0 (was a different key)
+    assert structure_fingerprint(cscl(-1e-7)) == structure_fingerprint(cscl(0.0)) == structure_fingerprint(cscl(1e-7))
+    assert structure_fingerprint(cscl(0.3)) == structure_fingerprint(cscl(1.3))
+    assert structure_fingerprint(cscl(0.3)) != structure_fingerprint(cscl(0.31))

@@ -60,10 +60,12 @@ def _local_featurizers():
 
 
 def global_feature_labels() -> list[str]:
+    """Column names of `global_features`, in order (Magpie composition, density, structural heterogeneity)."""
     return [label for f in _global_featurizers() for label in f.feature_labels()]
 
 
 def global_features(structure: Structure) -> np.ndarray:
+    """Global descriptor vector of one structure, ordered as `global_feature_labels` (warnings silenced)."""
     comp_f, dens_f, het_f = _global_featurizers()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,6 +74,7 @@ def global_features(structure: Structure) -> np.ndarray:
 
 
 def local_feature_labels() -> list[str]:
+    """Column names of `local_features`, in order; of the Voronoi fingerprint only `VORONOI_STATS` are kept."""
     labels = []
     for f in _local_featurizers():
         names = f.feature_labels()
@@ -82,6 +85,7 @@ def local_feature_labels() -> list[str]:
 
 
 def local_features(structure: Structure, index: int) -> np.ndarray:
+    """Local descriptor vector of site `index`, ordered as `local_feature_labels` (warnings silenced)."""
     values: list[float] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

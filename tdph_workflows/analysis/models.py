@@ -19,12 +19,16 @@ BOXCOX_LAMBDA = 0.074  # the paper's transform of R_onsite
 
 @dataclass(frozen=True)
 class OutlierRules:
+    """Thresholds of `filter_outliers` (relative L2 deviations; the paper's defaults: 20 % and 40 %)."""
+
     max_dft_deviation: float = 0.20
     max_l2_shift: float = 0.40
 
 
 @dataclass
 class FilterReport:
+    """What `filter_outliers` kept (a count) and dropped (material ids per rule)."""
+
     kept: int
     dropped_dft_deviation: list[str]
     dropped_l2_shift: list[str]
@@ -43,6 +47,8 @@ def filter_outliers(materials: pd.DataFrame, rules: OutlierRules = OutlierRules(
 
 @dataclass(frozen=True)
 class ForestSettings:
+    """Random-forest hyperparameters, test fraction and seed of `fit_forest` / `cross_validate`."""
+
     n_estimators: int = 200
     max_depth: int = 18
     max_features: float = 0.5
@@ -57,6 +63,8 @@ LOCAL_SETTINGS = ForestSettings(max_depth=15, max_features=0.7)
 
 @dataclass
 class FittedModel:
+    """A trained forest with its feature columns, optional Box-Cox lambda of the target, metrics and settings."""
+
     kind: str  # "global" (R_full) or "local" (R_onsite)
     model: object
     features: list[str]
@@ -65,10 +73,12 @@ class FittedModel:
     settings: dict = field(default_factory=dict)
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
+        """Predictions for the rows of `x` (its `features` columns), back-transformed from Box-Cox if fitted on it."""
         y = self.model.predict(x[self.features].to_numpy())
         return inv_boxcox(y, self.boxcox_lambda) if self.boxcox_lambda is not None else y
 
     def save(self, path: Path) -> None:
+        """Pickle the whole model with joblib, creating the parent folder."""
         import joblib
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,11 +86,13 @@ class FittedModel:
 
     @staticmethod
     def load(path: Path) -> FittedModel:
+        """A model written by `save` (joblib: load only trusted files)."""
         import joblib
 
         return joblib.load(path)
 
     def importances(self, top: int = 10) -> pd.Series:
+        """The `top` impurity-based feature importances, largest first, indexed by feature name."""
         return pd.Series(self.model.feature_importances_, index=self.features).sort_values(ascending=False)[:top]
 
 
@@ -151,8 +163,12 @@ def fit_forest(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSetting
 
 def cross_validate(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSettings,
                    boxcox_lambda: float | None = None, folds: int = 5) -> dict:
-    """R^2 and MAE over `folds` folds grouped by material: the spread of one 90/10 split's test R^2 is large
-    for a campaign of ~100 materials, so this is the figure to compare models with."""
+    """R^2 and MAE over `folds` folds grouped by material.
+
+    The spread of one 90/10 split's test R^2 is large for a campaign of ~100 materials, so this is the
+    figure to compare models with. `folds` is capped at the number of materials; metrics are in the
+    original (not Box-Cox) units of `y`.
+    """
     from sklearn.metrics import mean_absolute_error, r2_score
     from sklearn.model_selection import GroupKFold
 
@@ -172,6 +188,7 @@ def cross_validate(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSet
 
 
 def plot_importances(models: list[FittedModel], path: Path, top: int = 10) -> None:
+    """Bar charts of the `top` feature importances, one panel per model, saved to `path` (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")

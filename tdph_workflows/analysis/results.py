@@ -15,6 +15,7 @@ CRYSTAL_SYSTEMS = [(2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (
 
 
 def crystal_system(spacegroup_number: int) -> str:
+    """Crystal system (``triclinic`` ... ``cubic``) of an international space-group number; ValueError above 230."""
     for last, name in CRYSTAL_SYSTEMS:
         if spacegroup_number <= last:
             return name

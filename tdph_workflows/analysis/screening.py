@@ -25,6 +25,7 @@ POLYHEDRA = {
 
 
 def candidates(materials: pd.DataFrame, threshold: float = 0.15) -> pd.DataFrame:
+    """Materials whose largest on-site renormalization ``r_onsite_max`` is >= `threshold`, largest first."""
     return materials[materials["r_onsite_max"] >= threshold].sort_values("r_onsite_max", ascending=False)
 
 

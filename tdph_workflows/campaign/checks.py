@@ -11,6 +11,8 @@ import yaml
 
 @dataclass
 class Check:
+    """One verdict of `tdph config check`: the file, whether it passed, and why."""
+
     file: str
     ok: bool
     message: str
@@ -32,6 +34,7 @@ def _load(path: Path, checks: list[Check]) -> dict | None:
 
 
 def check_launchpad(path: Path, checks: list[Check], ping: bool = True) -> None:
+    """Append the verdict on launchpad.yaml (host, port, name; no committed password; database ping if ``ping``)."""
     data = _load(path, checks)
     if data is None:
         return
@@ -59,6 +62,7 @@ def check_launchpad(path: Path, checks: list[Check], ping: bool = True) -> None:
 
 
 def check_fworker(path: Path, checks: list[Check]) -> None:
+    """Append the verdict on an FWorker file: name, category and a JSON query present."""
     data = _load(path, checks)
     if data is None:
         return
@@ -75,6 +79,7 @@ def check_fworker(path: Path, checks: list[Check]) -> None:
 
 
 def check_qadapter(path: Path, checks: list[Check], root: Path, gpu: bool) -> None:
+    """Append the verdict on a SLURM queue adapter (rlaunch, partition, GPU gres, existing logdir under ``root``)."""
     data = _load(path, checks)
     if data is None:
         return
@@ -96,6 +101,7 @@ def check_qadapter(path: Path, checks: list[Check], root: Path, gpu: bool) -> No
 
 
 def check_jobflow(path: Path, checks: list[Check]) -> None:
+    """Append the verdict on jobflow.yaml: a docs store and a ``data`` store that jobflow can build."""
     data = _load(path, checks)
     if data is None:
         return
@@ -110,12 +116,13 @@ def check_jobflow(path: Path, checks: list[Check]) -> None:
             from jobflow import JobStore
 
             JobStore.from_dict_spec(store)
-        except Exception as exc:  # jobflow raises several types for bad specs
+        except Exception as exc:  # noqa: BLE001 (jobflow raises several types for bad specs)
             problems.append(f"jobflow cannot build the store: {exc}")
     checks.append(Check(str(path), not problems, "; ".join(problems) or "MongoStore docs + GridFS data"))
 
 
 def check_all(root: Path, ping: bool = True) -> list[Check]:
+    """Every check of the set-up under ``root`` (launchpad.yaml and fw_config/), in order."""
     root = Path(root)
     checks: list[Check] = []
     check_launchpad(root / "launchpad.yaml", checks, ping)

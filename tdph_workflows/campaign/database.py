@@ -74,18 +74,22 @@ class EmbeddedDatabase:
 
     @classmethod
     def from_env(cls) -> EmbeddedDatabase:
+        """The server of ``TDPH_DB_DIR`` / ``TDPH_DB_PORT`` (defaults: ``~/.tdph/db``, 27117)."""
         return cls(default_data_dir(), current_settings().db_port or DEFAULT_PORT)
 
     @property
     def uri(self) -> str:
+        """``mongodb://host:port`` for pymongo."""
         return f"mongodb://{self.host}:{self.port}"
 
     @property
     def pid_file(self) -> Path:
+        """File holding the server's pid and port."""
         return self.data_dir / "secantusd.pid"
 
     @property
     def log_file(self) -> Path:
+        """The server's log (appended to on every start)."""
         return self.data_dir / "secantusd.log"
 
     def _pid(self) -> int | None:
@@ -96,6 +100,7 @@ class EmbeddedDatabase:
         return pid if _pid_alive(pid) else None
 
     def ping(self, timeout_ms: int = 1000) -> bool:
+        """True when a server answers a ping at ``uri`` within ``timeout_ms``."""
         import pymongo
 
         try:
@@ -106,6 +111,7 @@ class EmbeddedDatabase:
             return False
 
     def status(self) -> dict:
+        """Running (live pid from the pid file and a ping), pid, uri, data folder and log path."""
         pid = self._pid()
         return {"running": pid is not None and self.ping(), "pid": pid, "uri": self.uri,
                 "data_dir": str(self.data_dir), "log": str(self.log_file)}

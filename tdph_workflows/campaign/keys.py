@@ -25,11 +25,12 @@ def structure_fingerprint(source: Any) -> str:
 
     s = source if isinstance(source, Structure) else Structure.from_dict(source)
     payload = {"lattice": [[round(x, 6) for x in row] for row in s.lattice.matrix.tolist()],
-               "sites": sorted((site.specie.symbol, *[round(x % 1.0, 6) for x in site.frac_coords]) for site in s)}
+               "sites": sorted((site.specie.symbol, *[round(x % 1.0, 6) % 1.0 for x in site.frac_coords]) for site in s)}
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def item_key(material_id: str, fingerprint: str, settings: dict, model: str) -> str:
+    """The deduplication key (24 hex): sha256 of id, structure fingerprint, settings and model id as sorted JSON."""
     blob = json.dumps({"id": material_id, "structure": fingerprint, "settings": settings, "model": model},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -1,5 +1,8 @@
-"""The per-material record collection: one document per campaign item, the database of record for
-``tdph campaign status`` and ``tdph query`` (full arrays stay in the job store's GridFS)."""
+"""The per-material record collection: one document per campaign item.
+
+The database of record for ``tdph campaign status`` and ``tdph query`` (full arrays stay in the
+job store's GridFS).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ WAITING, COMPLETED, FAILED = "WAITING", "COMPLETED", "FAILED"  # the states of a
 
 
 def collection(uri: str, database: str) -> pymongo.collection.Collection:
+    """The ``materials`` collection of ``database``, with its unique ``key`` and ``state`` indexes ensured."""
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)
     coll = client[database][COLLECTION]
     coll.create_index("key", unique=True)
@@ -32,12 +36,14 @@ def register(coll, key: str, material_id: str, source: str, campaign: str) -> bo
 
 
 def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_time: float) -> None:
+    """Mark a record COMPLETED with its MaterialSummary dict, job uuid and wall time (s); clears the error."""
     coll.update_one({"key": key}, {"$set": {
         "state": COMPLETED, "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
         "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
 
 
 def record_failure(coll, key: str, exc: BaseException) -> None:
+    """Mark a record FAILED with the error message and the last 4000 characters of its traceback."""
     coll.update_one({"key": key}, {"$set": {
         "state": FAILED, "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc))[-4000:],

@@ -20,6 +20,8 @@ from .database import EmbeddedDatabase
 
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """Where the campaign database is: a MongoDB URI (may hold credentials), the database name, and its origin."""
+
     uri: str
     database: str
     source: str  # "env", "launchpad.yaml" or "embedded"
@@ -49,6 +51,7 @@ def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = Tru
 
 
 def launchpad(settings: DatabaseSettings):
+    """A FireWorks ``LaunchPad`` on the database; a fresh database gets FireWorks' collections initialized."""
     from fireworks import LaunchPad
 
     lp = LaunchPad(host=settings.uri, name=settings.database, uri_mode=True, strm_lvl="ERROR")

@@ -18,6 +18,8 @@ from .stores import job_store
 
 @dataclass
 class Item:
+    """One material to submit: its id, source (MDR entry or structure file, absolute) and cost hint."""
+
     material_id: str
     source: str
     cost_hint: int = 0  # e.g. supercell atoms: larger runs first, so no long material is left for the end
@@ -25,6 +27,8 @@ class Item:
 
 @dataclass
 class SubmitReport:
+    """What `submit` did: new and skipped (already known or repeated) items, fireworks added, dedup keys."""
+
     new: int
     skipped: int
     fireworks: int
@@ -54,6 +58,7 @@ def mdr_items(mdr_dir: str | Path, max_atoms: int = 20, limit: int | None = None
 
 
 def structure_items(paths: Iterable[str | Path]) -> list[Item]:
+    """Items of structure files, named by file stem (no cost hint)."""
     return [Item(Path(p).stem, str(Path(p).resolve())) for p in paths]
 
 

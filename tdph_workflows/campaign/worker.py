@@ -23,6 +23,7 @@ def run_worker(uri: str, database: str, categories: list[str], work_dir: str, ti
 
 def start_workers(n: int, uri: str, database: str, categories: list[str], work_dir: str | Path,
                   timeout: float | None = None) -> list[subprocess.Popen]:
+    """Start ``n`` worker processes (this module's ``main``), each logging to ``work_dir/worker-<k>.log``."""
     cmd = [sys.executable, "-m", "tdph_workflows.campaign.worker", "--uri", uri, "--database", database,
            "--work-dir", str(work_dir), "--categories", *categories]
     if timeout:
@@ -37,6 +38,7 @@ def start_workers(n: int, uri: str, database: str, categories: list[str], work_d
 
 
 def main() -> None:
+    """Command line of one worker process (``python -m tdph_workflows.campaign.worker``)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--uri", required=True)
     ap.add_argument("--database", required=True)

@@ -36,4 +36,5 @@ app.command("validate")(validate.validate_cmd)
 
 
 def main() -> None:
+    """Entry point of the ``tdph`` console script."""
     app()

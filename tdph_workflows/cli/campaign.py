@@ -85,7 +85,7 @@ def rerun_cmd(
     expiration_secs: Annotated[int, typer.Option(help="A RUNNING firework silent this long is lost")] = 600,
     launchpad: LaunchpadOption = None,
 ) -> None:
-    """lpad detect_lostruns + rerun_fws: put failed or lost materials back to READY."""
+    """Put failed or lost materials back to READY (lpad detect_lostruns + rerun_fws)."""
     from ..campaign.queries import rerun_fireworks
     from ..campaign.settings import resolve
 

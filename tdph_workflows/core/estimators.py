@@ -64,6 +64,7 @@ class GroupedEstimator(ABC):
 
     @property
     def groups_filled(self) -> bool:
+        """True once every jackknife group has at least one pair (2 * n_groups samples added)."""
         return self.n_samples >= 2 * self.n_groups
 
     @property
@@ -111,6 +112,7 @@ class HessianAverage(GroupedEstimator):
         self.add(None, hessians)
 
     def estimate(self, leave_out: int | None = None) -> np.ndarray:
+        """Mean Hessian as force constants (N, N, 3, 3) in eV/A^2, from all groups or all but ``leave_out``."""
         keep = np.ones(self.n_groups, bool)
         if leave_out is not None:
             keep[leave_out] = False
@@ -149,11 +151,13 @@ class ForceRegression(GroupedEstimator):
 
     @property
     def already_symmetric(self) -> bool:
+        """True in symfc's basis (translation-invariant fit); the plain least squares is not symmetrized."""
         # symfc's basis carries the space group, permutation symmetry and the sum rule
         return self.uses_symfc
 
     @property
     def min_batch_pairs(self) -> int:
+        """0 with symfc; otherwise enough pairs that every leave-one-group-out fit has rank 3N, plus n_groups."""
         if self.uses_symfc:
             return 0
         # plain least squares: each pair adds one direction; every jackknife subset needs rank 3N
@@ -185,6 +189,13 @@ class ForceRegression(GroupedEstimator):
     add_forces = add  # the name benchmarks use
 
     def estimate(self, leave_out: int | None = None) -> np.ndarray:
+        """Fitted force constants (N, N, 3, 3) in eV/A^2, from all groups or all but ``leave_out``.
+
+        Raises
+        ------
+        ValueError
+            Without the symfc basis, when the kept samples do not span all 3N directions.
+        """
         # Sum the kept groups in place, in group order (what .sum(axis=0) does): the fancy-indexed
         # copy self._xtx[keep] was 7 x nb^2 doubles, e.g. 377 MB for a 114-atom C2/m cell
         # (nb = 2595), the largest transient of a material and what pushed workers past 2 GB.

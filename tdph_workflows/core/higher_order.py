@@ -18,6 +18,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SparseFC:
+    """Force constants of one order (3 or 4) as `clusters` (n, order) and blocks `values` (n, 3, ..., 3), eV/A^order."""
+
     order: int
     n_atoms: int
     clusters: np.ndarray  # (n, order) int

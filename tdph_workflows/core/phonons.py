@@ -29,6 +29,7 @@ def build_phonopy(
     primitive_matrix: str | np.ndarray | None = "auto",
     symprec: float = 1e-5,
 ) -> Phonopy:
+    """A silent ``Phonopy`` for a unit cell and integer supercell matrix (3, 3); ``symprec`` in A."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phonopy warns about its changed 'auto' default
         return Phonopy(
@@ -102,6 +103,7 @@ def _scratch(phonon: Phonopy, fc: np.ndarray) -> Phonopy:
 
 
 def frequencies_and_vectors(phonon: Phonopy, fc: np.ndarray, qpoints: np.ndarray):
+    """Frequencies (nq, 3n) in THz (negative = imaginary) and eigenvectors (nq, 3n, 3n, as columns) at ``qpoints``."""
     ph = _scratch(phonon, fc)
     ph.run_qpoints(qpoints, with_eigenvectors=True)
     d = ph.get_qpoints_dict()
@@ -138,7 +140,7 @@ def commensurate_frequencies(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
 
 
 def special_points(primitive: PhonopyAtoms) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-    """seekpath's high-symmetry points in the basis of *our* primitive cell, and its path.
+    """High-symmetry points from seekpath in the basis of *our* primitive cell, and its path.
 
     seekpath standardizes (and may rotate) the cell; its coordinates are mapped
     back through its rotation matrix, unlike phonopy's helper which uses them

@@ -90,8 +90,10 @@ def thermal_modes(
     masses_amu: np.ndarray,
     policy: SoftModePolicy = SoftModePolicy(),
 ) -> ThermalModes:
-    """Normal modes of the supercell, without the three rigid translations when the
-    force constants are translation invariant."""
+    """Normal modes of the supercell, as sampled at finite temperature.
+
+    The three rigid translations are projected out when the force constants are translation invariant.
+    """
     dm = dynamical_matrix(force_constants, masses_amu)
     remove = is_translation_invariant(force_constants)
     if remove:

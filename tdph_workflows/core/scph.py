@@ -38,6 +38,8 @@ Symmetrizer = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class SCPHResult:
+    """Outcome of `run_scph`: effective force constants, convergence history and frequencies before/after."""
+
     fc2_eff: np.ndarray  # (N, N, 3, 3) eV/A^2
     temperature: float
     quantum: bool
@@ -52,10 +54,12 @@ class SCPHResult:
 
     @property
     def n_imaginary_initial(self) -> int:
+        """Number of imaginary harmonic modes."""
         return len(self.imaginary_initial)
 
     @property
     def n_imaginary_final(self) -> int:
+        """Number of modes still imaginary at the end."""
         return len(self.imaginary_final)
 
     @property
@@ -64,6 +68,7 @@ class SCPHResult:
         return self.n_imaginary_initial > 0 and self.n_imaginary_final == 0
 
     def summary(self) -> dict:
+        """JSON-ready scalars: convergence, imaginary-mode counts, lowest frequencies and mean shift (THz)."""
         return {
             "temperature": self.temperature,
             "quantum": self.quantum,

@@ -30,6 +30,7 @@ class SupercellSymmetry:
 
     @property
     def order(self) -> int:
+        """Order |G| = |T| |P| of the supercell's space group (lattice translations x coset representatives)."""
         return len(self.translations_perm) * len(self.point_perm)
 
 

@@ -36,6 +36,7 @@ class PhononCell:
 
     @property
     def n_atoms(self) -> int:
+        """Number of atoms of the cell."""
         return len(self.numbers)
 
 
@@ -111,7 +112,7 @@ def training_cells(unitcell: PhonopyAtoms, supercell_matrix: np.ndarray, superce
 
 
 def gamma_frequencies(cell: PhononCell, masses: np.ndarray) -> np.ndarray:
-    """q = 0 frequencies (THz, imaginary as negative) of a cell's Phi; ``masses`` in amu per atom."""
+    """Gamma-point (q = 0) frequencies (THz, imaginary as negative) of a cell's Phi; ``masses`` in amu per atom."""
     from phonopy.units import get_physical_units
 
     m = np.repeat(np.asarray(masses, float), 3)

@@ -38,6 +38,8 @@ SPLITS = ("train", "val")
 
 @dataclass(frozen=True)
 class DatasetSettings:
+    """Options of the harmonic training set: configurations per compound, displacement range (A), split and filters."""
+
     n_configs: int = 10
     u_min: float = 0.01
     u_max: float = 0.05
@@ -72,6 +74,7 @@ class CompoundData:
 
 
 def compound_rng(seed: int, material_id: str) -> np.random.Generator:
+    """RNG seeded by sha256 of (seed, material id): a compound's draws never depend on the others."""
     digest = hashlib.sha256(f"{seed}:{material_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -133,7 +136,7 @@ def _compound_or_error(args: tuple[str, DatasetSettings]) -> CompoundData | tupl
 
 
 def split_compounds(ids: list[str], val_fraction: float, seed: int, holdout: Iterable[str] = ()) -> dict[str, str]:
-    """material id -> 'train' | 'val'; holdout ids always 'val'."""
+    """Split by compound: material id -> 'train' | 'val'; holdout ids always 'val'."""
     holdout = set(holdout)
     split = {m: "val" for m in ids if m in holdout}
     rest = sorted(m for m in ids if m not in holdout)

@@ -25,6 +25,8 @@ HALOGEN = {"F", "Cl", "Br", "I"}
 
 @dataclass
 class CompoundScore:
+    """One model on one compound: harmonic-frequency MAE and lowest frequencies (THz) against DFT, or its error."""
+
     model: str
     material_id: str
     formula: str
@@ -85,6 +87,8 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
     progress
         Called as ``progress(label, done, total)`` after each compound.
     """
+    if not sources:
+        raise ValueError("no compounds to evaluate (empty source list)")
     import time
 
     from ..potentials import resolve_calculator
@@ -132,6 +136,7 @@ def evaluate(sources: list[str], models: dict[str, str], out_dir: str | Path,
 
 
 def parity_plot(pairs: dict[str, list], summary: dict, path: Path) -> None:
+    """Model vs DFT frequency hexbin (THz), one panel per model; ``pairs``: label -> [(dft, model), ...]."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -338,7 +338,6 @@ class OnTheFlyTrainer:
     def run(self, resume: bool = True, max_minutes: float | None = None, checkpoint_every_s: float = 300.0,
             log=print) -> dict:
         """Train until ``settings.epochs`` are done or ``max_minutes`` pass; return the report."""
-
         s = self.settings
         progress = (self._load_checkpoint() if resume else None) or _Progress()
         resumed = progress.global_step > 0

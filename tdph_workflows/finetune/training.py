@@ -26,6 +26,8 @@ CHECKPOINTS = "checkpoints"
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Fine-tuning options: epochs, batch size, learning rate and schedule, loss and its weights, devices."""
+
     epochs: int = 150  # the paper's count; CPU runs use a few
     batch_size: int = 8
     lr: float = 1e-4
@@ -57,7 +59,7 @@ def _structures_and_labels(path: Path) -> tuple[list, dict[str, list]]:
 
 
 def graph_datasets(dataset_dir: Path, element_types: tuple[str, ...], cutoff: float) -> dict:
-    """matgl graph datasets per split, cached under dataset_dir/graphs/<dataset fingerprint>-<split>."""
+    """The matgl graph datasets per split, cached under dataset_dir/graphs/<dataset fingerprint>-<split>."""
     from matgl.ext.pymatgen import Structure2Graph
     from matgl.graph.data import MGLDataset
 

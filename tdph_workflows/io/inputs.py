@@ -1,5 +1,7 @@
-"""What a material's input resolves to: unit cell, supercell and id; temperatures; stored documents back
-to phonopy objects."""
+"""What a material's input resolves to.
+
+Unit cell, supercell and id; temperatures; stored documents back to phonopy objects.
+"""
 
 from __future__ import annotations
 
@@ -87,5 +89,5 @@ def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtom
 
 
 def structure_dict(unitcell: PhonopyAtoms) -> dict:
-    """pymatgen ``Structure`` dict of a phonopy cell (what result documents store)."""
+    """The pymatgen ``Structure`` dict of a phonopy cell (what result documents store)."""
     return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())

@@ -30,14 +30,17 @@ class MDREntry:
 
     @property
     def unitcell(self):
+        """The DFT unit cell (``PhonopyAtoms``)."""
         return self.phonon.unitcell
 
     @property
     def supercell_matrix(self) -> np.ndarray:
+        """Integer supercell matrix (3, 3) of the DFT displacements."""
         return np.array(self.phonon.supercell_matrix)
 
     @property
     def primitive_matrix(self) -> np.ndarray:
+        """Primitive matrix (3, 3) of the entry (``PRIMITIVE_AXIS``, or phonopy's ``auto`` choice)."""
         return np.array(self.phonon.primitive_matrix)
 
     def dft_force_constants(self) -> np.ndarray:
@@ -49,6 +52,7 @@ class MDREntry:
 
 
 def is_mdr_entry(path: str | Path) -> bool:
+    """True when ``path`` looks like an MDR entry (by name or folder contents; the files are not parsed)."""
     p = Path(path)
     if p.is_dir():
         return (p / "phonopy.conf").exists() or any(p.glob("phonopy_params.yaml*")) or any(p.glob("*/phonopy.conf"))
@@ -73,8 +77,11 @@ _MP_ID = re.compile(r"(?<![A-Za-z0-9])mp-\d+")
 
 
 def material_id_from_path(path: Path) -> str:
-    """The MDR id of an entry path: its own name first (``materials-id-<n>-...`` or ``mp-<n>...``), then the
-    nearest parent folder with an id; never a stray ``mp-<digits>`` such as ``tmp-2024``."""
+    """The MDR id of an entry path, else the file name up to its first dot.
+
+    Its own name first (``materials-id-<n>-...`` or ``mp-<n>...``), then the nearest parent folder
+    with an id; never a stray ``mp-<digits>`` such as ``tmp-2024``.
+    """
     m = re.search(r"materials-id-(\d+)", path.name)
     if m:
         return f"mp-{m.group(1)}"

@@ -59,6 +59,7 @@ def to_phonopy_atoms(structure: Structure | Atoms | PhonopyAtoms, name: str | No
 
 
 def phonopy_to_ase(atoms: PhonopyAtoms) -> Atoms:
+    """Periodic ASE ``Atoms`` with the same species, cell and atom order (no calculator)."""
     return Atoms(symbols=atoms.symbols, cell=atoms.cell, scaled_positions=atoms.scaled_positions, pbc=True)
 
 

@@ -8,6 +8,8 @@ from ..schemas import DFTReference, RelaxationInfo, SiteRenormalization, TDPHRes
 
 
 class RelaxResult(BaseModel):
+    """Output of `relax_job`: the relaxed unit cell and how the relaxation went."""
+
     material_id: str
     structure: dict = Field(description="pymatgen Structure dict of the relaxed cell")
     relaxation: RelaxationInfo
@@ -16,6 +18,8 @@ class RelaxResult(BaseModel):
 
 
 class TemperatureSummary(BaseModel):
+    """The scalar metrics of one `TemperatureResult` (K, fractions, THz, A; no arrays), for queries."""
+
     temperature: float
     l2_shift: float
     l2_stderr: float
@@ -49,6 +53,7 @@ class MaterialSummary(BaseModel):
 
     @classmethod
     def from_result(cls, result: TDPHResult) -> MaterialSummary:
+        """The summary of a full result; ``wall_time`` is its ``total`` timing (s), 0 when missing."""
         from pymatgen.core import Structure
 
         elements = sorted({el.symbol for el in Structure.from_dict(result.unitcell).composition.elements})

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 
 
 class FineTuneDatasetDoc(BaseModel):
+    """Output of a dataset job: its folder, fingerprint, per-split counts and the skipped sources."""
+
     path: str
     fingerprint: str
     counts: dict[str, dict[str, int]]
@@ -20,6 +22,8 @@ class FineTuneDatasetDoc(BaseModel):
 
 
 class FineTuneDoc(BaseModel):
+    """Output of a training job: the fine-tuned model folder, its base model, timings (s) and validation history."""
+
     model: str = Field(description="Folder loadable by matgl.load_model and usable as --model")
     model_hash: str | None
     base_model: str
@@ -31,6 +35,8 @@ class FineTuneDoc(BaseModel):
 
 
 class ModelEvaluationDoc(BaseModel):
+    """Output of the evaluation job: its folder and the ``summary.json`` contents."""
+
     out_dir: str
     summary: dict[str, Any]
 
@@ -45,6 +51,7 @@ def dataset_document(out_dir: str, manifest: dict) -> FineTuneDatasetDoc:
 @job
 def build_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout: list[str],
                       base_model: str | None) -> FineTuneDatasetDoc:
+    """Fixed-label dataset (displaced supercells, ``finetune.dataset.build_dataset``); settings: DatasetSettings."""
     from ..finetune.dataset import DatasetSettings, build_dataset
 
     return dataset_document(out_dir, build_dataset(sources, out_dir, DatasetSettings(**settings), holdout,
@@ -53,6 +60,7 @@ def build_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout:
 
 @job
 def train_job(dataset_dir: str, out_dir: str, base_model: str | None, settings: dict) -> FineTuneDoc:
+    """Train on a fixed-label dataset with matgl's lightning module; settings: TrainSettings fields."""
     from ..finetune.training import TrainSettings, train
 
     r = train(dataset_dir, out_dir, base_model, TrainSettings(**settings))
@@ -64,6 +72,7 @@ def train_job(dataset_dir: str, out_dir: str, base_model: str | None, settings: 
 @job
 def build_cell_dataset_job(sources: list[str], out_dir: str, settings: dict, holdout: list[str],
                            base_model: str | None) -> FineTuneDatasetDoc:
+    """On-the-fly dataset (cells with DFT force constants, ``build_cell_dataset``); settings: CellDatasetSettings."""
     from ..finetune.cell_dataset import CellDatasetSettings, build_cell_dataset
 
     return dataset_document(out_dir, build_cell_dataset(sources, out_dir, CellDatasetSettings(**settings), holdout,
@@ -90,6 +99,7 @@ def train_on_the_fly_job(dataset_dir: str, out_dir: str, base_model: str | None,
 
 @job
 def evaluate_job(sources: list[str], models: dict[str, str], out_dir: str) -> ModelEvaluationDoc:
+    """Harmonic frequencies of each model (label -> calculator spec) against DFT on ``sources``."""
     from ..finetune.evaluation import evaluate
 
     return ModelEvaluationDoc(out_dir=out_dir, summary=evaluate(sources, models, out_dir))
@@ -104,7 +114,7 @@ class FineTuneMaker(Maker):
     work_dir
         Folder for dataset/, training/ and evaluation/ (shared storage on a cluster).
     base_model
-        Model folder or matgl name to start from; None = TDPH_MODEL or the default.
+        Model folder or matgl name to start from; None = ``FOUNDATION_MODEL`` (matgl's universal M3GNet).
     labels
         ``on-the-fly`` (default): cells with their DFT force constants, fresh displacements every
         step (``CellDatasetSettings``, ``OnTheFlySettings``); ``fixed``: stored displaced supercells
@@ -143,6 +153,7 @@ class FineTuneMaker(Maker):
         self.train_settings = asdict(train_cls(**train))
 
     def make(self, sources: list[str | Path]) -> Flow:
+        """Flow of dataset -> train -> evaluate for MDR entries (tarballs or folders); outputs the evaluation."""
         root = Path(self.work_dir).resolve()
         build, train = ((build_cell_dataset_job, train_on_the_fly_job) if self.labels == "on-the-fly"
                         else (build_dataset_job, train_job))

@@ -38,6 +38,7 @@ class RelaxMaker(Maker):
             raise ValueError(f"fmax must be positive, got {self.fmax}")
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
+        """A ``relax_job`` whose output is a ``RelaxResult`` (relaxed pymatgen Structure dict)."""
         job = relax_job(structure, self.calculator, self.fmax, material_id)
         job.name = self.name
         return job
@@ -60,6 +61,7 @@ class HarmonicMaker(Maker):
     supercell_matrix: list[int] | None = None
 
     def make(self, structure: StructureLike | Any, material_id: str | None = None) -> Job:
+        """A ``harmonic_job`` whose output is a ``HarmonicResult``; ``structure`` may be a job's output reference."""
         job = harmonic_job(structure, self.calculator, self.supercell_matrix, material_id)
         job.name = self.name
         return job
@@ -88,6 +90,7 @@ class OneShotSSCHAMaker(Maker):
         self.settings = as_settings(self.settings)
 
     def make(self, harmonic: Any) -> Job:
+        """A ``sscha_job`` on a ``HarmonicResult`` (or its output reference); outputs a ``TDPHResult``."""
         job = sscha_job(harmonic, self.calculator, self.temperatures, asdict(self.settings))
         job.name = self.name
         return job
@@ -100,6 +103,7 @@ class MetricsMaker(Maker):
     name: str = "tdph metrics"
 
     def make(self, result: Any) -> Job:
+        """A ``metrics_job`` on a ``TDPHResult`` (or its output reference); outputs a ``MaterialSummary``."""
         job = metrics_job(result)
         job.name = self.name
         return job
@@ -127,6 +131,7 @@ class TDPHFlowMaker(Maker):
             raise ValueError(f"one potential per flow, got {used}")
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Flow:
+        """The flow of one material; its output is the metrics job's ``MaterialSummary``."""
         jobs: list[Job] = []
         if self.relax_maker is not None:
             relax = self.relax_maker.make(structure, material_id)
@@ -155,6 +160,7 @@ class TDPHMaterialMaker(Maker):
         self.settings = as_settings(self.settings)
 
     def make(self, structure: StructureLike, material_id: str | None = None) -> Job:
+        """A ``material_job`` (relax if asked, harmonic, one-shot SSCHA); outputs a ``TDPHResult``."""
         job = material_job(structure, self.calculator, self.temperatures, asdict(self.settings), self.supercell_matrix,
                            self.relax, material_id)
         job.name = f"{self.name} {material_id or ''}".strip()

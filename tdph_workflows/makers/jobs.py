@@ -30,6 +30,7 @@ def _structure(structure: StructureLike | dict) -> StructureLike:
 @job
 def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: float, material_id: str | None = None
               ) -> RelaxResult:
+    """Relax positions and cell under the structure's symmetry to ``fmax`` (eV/A); id defaults to ``material``."""
     from ..potentials import relax_structure, resolve_calculator
 
     unitcell, _, _, mid = resolve_input(_structure(structure), material_id)
@@ -42,18 +43,21 @@ def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: flo
 @job(data=DATA_KEYS)
 def harmonic_job(structure: StructureLike | dict, calculator: str | None, supercell_matrix: list | None = None,
                  material_id: str | None = None) -> HarmonicResult:
+    """Harmonic stage (supercell, reference forces, Phi_HA); supercell_matrix None: the entry's or the width rule."""
     return harmonic_stage(_structure(structure), calculator, supercell_matrix, material_id=material_id).document()
 
 
 @job(data=DATA_KEYS)
 def sscha_job(harmonic: HarmonicResult | dict, calculator: str | None, temperatures: list[float],
               settings: dict[str, Any]) -> TDPHResult:
+    """One-shot renormalization at each temperature (K) from a harmonic document; settings: SSCHASettings kwargs."""
     doc = harmonic if isinstance(harmonic, HarmonicResult) else HarmonicResult.model_validate(harmonic)
     return renormalize(HarmonicStage.from_document(doc, calculator), temperatures, SSCHASettings(**settings))
 
 
 @job
 def metrics_job(result: TDPHResult | dict) -> MaterialSummary:
+    """The queryable `MaterialSummary` of a result."""
     doc = result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
     return MaterialSummary.from_result(doc)
 
@@ -61,8 +65,10 @@ def metrics_job(result: TDPHResult | dict) -> MaterialSummary:
 def compute_material(structure: StructureLike | dict, calculator: str | None, temperatures: list[float],
                      settings: dict[str, Any], supercell_matrix: list | None = None, relax: bool = False,
                      material_id: str | None = None) -> TDPHResult:
-    """Every step of one material from a job's plain arguments (shared by ``material_job`` and the
-    campaign's chunk job, so both compute a material the same way)."""
+    """Every step of one material from a job's plain arguments.
+
+    Shared by ``material_job`` and the campaign's chunk job, so both compute a material the same way.
+    """
     return run_temperature_phonons(_structure(structure), calculator, temperatures, supercell_matrix,
                                    SSCHASettings(**settings), relax=relax, material_id=material_id)
 

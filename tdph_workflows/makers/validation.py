@@ -26,6 +26,8 @@ CALCULATORS_WITHOUT_MODEL = ("vasp",)
 
 
 class TemperatureValidation(BaseModel):
+    """Validation at one temperature (K): kappa_L per level (W/mK), SCPH summary, rates (1/ps), figure paths."""
+
     temperature: float
     kappa: dict[str, float]  # level -> W/mK (trace/3)
     kappa_tensor: dict[str, list]
@@ -39,6 +41,8 @@ class TemperatureValidation(BaseModel):
 
 
 class ValidationResult(BaseModel):
+    """Output of the validation flow of one material: fit metrics and one `TemperatureValidation` per T."""
+
     material_id: str
     formula: str
     calculator: str
@@ -49,7 +53,7 @@ class ValidationResult(BaseModel):
 
 
 def _as_structure(value: Structure | dict) -> Structure:
-    """jobflow hands MSONable dicts back as objects; accept both."""
+    """A Structure from itself or its dict (jobflow hands MSONable dicts back as objects)."""
     return value if isinstance(value, Structure) else Structure.from_dict(value)
 
 
@@ -237,6 +241,7 @@ class ValidationMaker(Maker):
         self.out_dir = str(Path(self.out_dir).resolve())
 
     def relax(self, source: str, material_id: str | None) -> Job | Flow:
+        """The relaxation step: ``paper_relax_maker`` (atomate2) for ``vasp``, else ``relax_job`` with the potential."""
         if self.calculator == "vasp":
             from ..io.inputs import resolve_input
             from ..validation.vasp import paper_relax_maker

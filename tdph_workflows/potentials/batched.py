@@ -32,9 +32,13 @@ def default_device() -> str:
 
 
 def potential_on(potential, device: str):
-    """``potential`` on ``device``; a moved copy when it lives elsewhere, so the
-    per-process cached CPU model that other callers share is never moved under them."""
-    if potential.data_mean.device.type == str(device).split(":")[0]:
+    """``potential`` on ``device`` (compared by device type only, e.g. ``cuda``).
+
+    A moved copy when it lives elsewhere, so the per-process cached CPU model that other callers
+    share is never moved under them.
+    """
+    current, wanted = str(potential.data_mean.device), str(device)
+    if current == wanted or ":" not in wanted and current.split(":")[0] == wanted:
         return potential
     return copy.deepcopy(potential).to(device)
 
@@ -99,6 +103,7 @@ class BatchedForces:
             yield slice(start, len(sizes))
 
     def __call__(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
+        """Forces (N_i, 3) in eV/A of each structure, in input order; RuntimeError on bad shapes or values."""
         structures = list(structures)
         sizes = [len(a) for a in structures]
         out: list[np.ndarray] = []

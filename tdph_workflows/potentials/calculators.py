@@ -12,7 +12,7 @@ from .registry import ModelError
 
 
 def matgl_calculator(spec: str | None = None) -> Calculator:
-    """matgl's ``PESCalculator`` (stress in eV/A^3) for a model folder or name; None = the default model."""
+    """The matgl ``PESCalculator`` (stress in eV/A^3) for a model folder or name; None = the default model."""
     from matgl.ext.ase import PESCalculator
 
     pot = load_potential(spec)

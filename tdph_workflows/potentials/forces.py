@@ -63,14 +63,24 @@ class ForceModel:
             self.graph_converter = Atoms2Graph(calc.element_types, calc.cutoff)
 
     def _default_batch_size(self) -> int:
-        """Measured (benchmarks/bench_batching.py, results/batching.md): on CPU one graph per call is
-        fastest (batches of 4 cost 1.7x per structure); batches pay off on a GPU."""
+        """Structures per matgl call: 1 on CPU, 16 on a GPU, 1 for other calculators.
+
+        Measured (benchmarks/bench_batching.py, results/batching.md): on CPU one graph per call is
+        fastest (batches of 4 cost 1.7x per structure); batches pay off on a GPU.
+        """
         if not self.matgl:
             return 1
         return 1 if self.calc.potential.data_mean.device.type == "cpu" else 16
 
     # forces ------------------------------------------------------------------
     def forces(self, positions: np.ndarray) -> np.ndarray:
+        """Forces (n, N, 3) in eV/A at Cartesian positions (n, N, 3) or (N, 3) (then n = 1), in A.
+
+        Raises
+        ------
+        CalculatorError
+            Forces of the wrong shape or not finite, naming the material.
+        """
         positions = np.asarray(positions, float)
         if positions.ndim == 2:
             positions = positions[None]

@@ -15,8 +15,11 @@ from ..schemas import RelaxationInfo
 
 def relax_structure(unitcell: PhonopyAtoms, calc: Calculator, fmax: float = 1e-3, material: str = "material",
                     max_steps: int = 500) -> tuple[PhonopyAtoms, RelaxationInfo]:
-    """BFGS on positions and cell (FrechetCellFilter) under FixSymmetry, so the
-    symmetry the averaging relies on survives the relaxation."""
+    """BFGS on positions and cell (FrechetCellFilter) under FixSymmetry.
+
+    Keeping the symmetry means the space-group averaging still applies to the relaxed cell.
+    ``fmax`` is in eV/A; ValueError when the positions become non-finite.
+    """
     atoms = phonopy_to_ase(unitcell)
     atoms.calc = calc
     atoms.set_constraint(FixSymmetry(atoms))

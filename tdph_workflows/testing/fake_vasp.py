@@ -266,6 +266,7 @@ def _eigen_and_dos_xml(n_kpts: int, ispin: int, nbands: int) -> list[str]:
 
 
 def write_vasprun(path: Path, incar, params, structure0, steps, titles, kstyle, kdiv, final_structure) -> None:
+    """Write a vasprun.xml of the ionic ``steps`` that pymatgen's ``Vasprun`` parses (dummy eigenvalues and DOS)."""
     # species blocks in POSCAR order, as VASP lists its types
     blocks = [(sym, len(list(group))) for sym, group in groupby(site.specie.symbol for site in structure0)]
     types = [sym for sym, _ in blocks]
@@ -338,6 +339,7 @@ def write_vasprun(path: Path, incar, params, structure0, steps, titles, kstyle, 
 
 
 def write_outcar(path: Path, params, structure0, steps, elapsed: float, error: str | None) -> None:
+    """Write an OUTCAR with positions, forces and energies per ionic step; timing block, or ``error`` instead."""
     n_atoms = len(structure0)
     nbands = _nbands(n_atoms)
     L = [f" vasp.{VERSION} tdph fake_vasp (ASE calculator stand-in)", " executed on             LinuxGNU date "
@@ -378,6 +380,7 @@ def write_outcar(path: Path, params, structure0, steps, elapsed: float, error: s
 
 
 def write_oszicar_and_stdout(folder: Path, params, steps, error: str | None, converged: bool) -> None:
+    """Write OSZICAR to ``folder`` and print VASP-like stdout (with ``error`` or the relaxation verdict)."""
     n_sc = _n_scf(params)
     osz = []
     out = [" running on    1 total cores", f" vasp.{VERSION} tdph fake_vasp (ASE calculator stand-in)",
@@ -412,6 +415,7 @@ OUTPUT_FILES = ("OSZICAR", "OUTCAR", "vasprun.xml", "CONTCAR")
 
 
 def main(folder: str | os.PathLike = ".") -> int:
+    """Run the stand-in in ``folder``; exit status 0, 1 (injected error) or 2 (unknown error key)."""
     t0 = time.time()
     folder = Path(folder)
     # VASP truncates its outputs on start-up; stale ones would mislead custodian's monitors

@@ -177,7 +177,7 @@ def _forces_of(a: Atoms) -> np.ndarray:
 # --------------------------------------------------------------------------- fitting
 @contextlib.contextmanager
 def quiet_hiphive():
-    """hiphive logs its cluster-space tables at INFO to stdout; keep them out of our logs."""
+    """Silence hiphive/trainstation INFO logs (cluster-space tables on stdout) and sklearn warnings."""
     loggers = [logging.getLogger(name) for name in ("hiphive", "trainstation")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -216,8 +216,11 @@ def sparse_higher_orders(fcs, n_atoms: int, with_fc4: bool) -> tuple[SparseFC, S
 
 
 def fc3_to_phono3py(fc3: SparseFC, p2s_map: Sequence[int] | None = None) -> np.ndarray:
-    """fc3 in phono3py's layout: compact (n_prim, N, N, 3, 3, 3) for the supercell indices
-    ``p2s_map`` of the primitive atoms (``Phono3py.primitive.p2s_map``), else full (N, N, N, 3, 3, 3)."""
+    """The fc3 in phono3py's layout (eV/A^3).
+
+    Compact (n_prim, N, N, 3, 3, 3) for the supercell indices ``p2s_map`` of the primitive atoms
+    (``Phono3py.primitive.p2s_map``), else full (N, N, N, 3, 3, 3).
+    """
     n = fc3.n_atoms
     if p2s_map is None:
         return fc3.to_dense()
@@ -233,6 +236,8 @@ def fc3_to_phono3py(fc3: SparseFC, p2s_map: Sequence[int] | None = None) -> np.n
 
 @dataclass
 class AnharmonicFit:
+    """Result of `fit_force_constants`: sparse fc3/fc4 (eV/A^n), fit errors (eV/A) and the hiphive potential."""
+
     fc3: SparseFC
     fc4: SparseFC | None
     cutoffs: tuple[float, ...]
@@ -253,6 +258,7 @@ class AnharmonicFit:
 
     @property
     def relative_rmse_validation(self) -> float:
+        """Cross-validated force RMSE relative to the rms of the fitted forces."""
         return self.rmse_validation / self.force_rms
 
     def fc3_phono3py(self, p2s_map: Sequence[int] | None = None) -> np.ndarray:
@@ -271,6 +277,7 @@ class AnharmonicFit:
         return f
 
     def metrics(self) -> dict:
+        """JSON-ready fit statistics: errors, parameter and cluster counts, wall times (s)."""
         return {
             "fit_method": self.fit_method,
             "cutoffs": list(self.cutoffs),

@@ -76,10 +76,12 @@ class ValidationSettings:
             raise ValueError("shells_3 and shells_4 must be >= 1")
 
     def as_dict(self) -> dict:
+        """JSON-ready fields (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ValidationSettings:
+        """Settings from a dict of fields (lists accepted for the tuple fields); None or {} = the defaults."""
         d = dict(d or {})
         for k in ("temperatures", "rattle_rms", "kappa_mesh", "fourph_mesh"):
             if k in d and d[k] is not None:
@@ -98,8 +100,10 @@ class Setup:
     nac_params: dict | None = None  # Born charges and dielectric tensor of the MDR entry (polar materials)
 
     def phonopy(self, with_nac: bool = False) -> Phonopy:
-        """A fresh phonopy object (callers set force constants on it); with_nac adds the LO-TO
-        correction (dispersions, phono3py), not used for fits."""
+        """A fresh phonopy object (callers set force constants on it).
+
+        ``with_nac`` adds the LO-TO correction (dispersions, phono3py), not used for fits.
+        """
         ph = build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix)
         if with_nac and self.nac_params is not None:
             ph.nac_params = self.nac()
@@ -118,14 +122,16 @@ class Setup:
         return phonopy_to_ase(ph.supercell), phonopy_to_ase(ph.primitive)
 
     def supercell_atoms(self) -> Atoms:
+        """A copy of phonopy's supercell as ASE ``Atoms`` (phonopy's atom order)."""
         return self._cells[0].copy()
 
     def primitive_atoms(self) -> Atoms:
+        """A copy of phonopy's primitive cell as ASE ``Atoms``."""
         return self._cells[1].copy()
 
 
 def harmonic_displacements(setup: Setup, distance: float = 0.01) -> tuple[Phonopy, list[Atoms]]:
-    """phonopy's symmetry-reduced +/- displacements on the (MDR) supercell."""
+    """The phonopy object and its symmetry-reduced +/- displacements (``distance`` in A) on the (MDR) supercell."""
     ph = setup.phonopy()
     ph.generate_displacements(distance=distance, is_plusminus=True)
     cells = [Atoms(c.symbols, cell=c.cell, positions=c.positions, pbc=True) for c in ph.supercells_with_displacements]
@@ -143,6 +149,7 @@ def fc2_from_forces(setup: Setup, dataset: dict, forces: np.ndarray) -> np.ndarr
 
 
 def rattled_supercells(setup: Setup, settings: ValidationSettings) -> list[Atoms]:
+    """The MC-rattled supercells of the anharmonic fit (``n_structures`` spread over ``rattle_rms``, seeded)."""
     from .anharmonic import random_displacement_supercells
 
     return random_displacement_supercells(setup.supercell_atoms(), settings.n_structures,
@@ -151,7 +158,7 @@ def rattled_supercells(setup: Setup, settings: ValidationSettings) -> list[Atoms
 
 def fit_anharmonic(setup: Setup, rattled: list[Atoms], forces: np.ndarray, fc2: np.ndarray,
                    settings: ValidationSettings):
-    """hiphive fit of orders 3 and 4 on the residual of the harmonic forces -> (fit, shells used)."""
+    """Fit orders 3 and 4 with hiphive on the residual of the harmonic forces -> (fit, shells used)."""
     from .anharmonic import attach_forces, fit_force_constants, shell_cutoffs
 
     supercell, prim = setup.supercell_atoms(), setup.primitive_atoms()
@@ -170,7 +177,7 @@ def fit_anharmonic(setup: Setup, rattled: list[Atoms], forces: np.ndarray, fc2: 
 
 
 def fcp_to_text(fcp) -> str:
-    """hiphive ForceConstantPotential as base64 text: small (irreducible parameters), unlike its fc4."""
+    """A hiphive ForceConstantPotential as base64 text: small (irreducible parameters), unlike its fc4."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "potential.fcp"
         fcp.write(str(path))
@@ -178,6 +185,7 @@ def fcp_to_text(fcp) -> str:
 
 
 def fcp_from_text(text: str):
+    """The hiphive ForceConstantPotential written by `fcp_to_text`."""
     from hiphive import ForceConstantPotential
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,6 +215,8 @@ def self_consistent_phonons(setup: Setup, fc2: np.ndarray, fc4: SparseFC, temper
 
 @dataclass
 class KappaLevels:
+    """Output of `kappa_levels`: kappa_L (W/mK) per level, scattering rates (1/ps) and SCPH frequencies (THz)."""
+
     temperature: float
     kappa: dict[str, float]  # level -> trace/3, W/mK
     kappa_tensor: dict[str, list]  # level -> 3x3

@@ -1,5 +1,7 @@
-"""Validation figures (paper Fig. 4D-F): kappa_L bars, scattering rates with the MIR line,
-dispersion 0 K vs T with the projected DOS."""
+"""Validation figures (paper Fig. 4D-F).
+
+kappa_L bars, scattering rates with the MIR line, dispersion 0 K vs T with the projected DOS.
+"""
 
 from __future__ import annotations
 
@@ -56,8 +58,10 @@ def plot_scattering_rates(frequencies: np.ndarray, rates: dict[str, np.ndarray],
 
 def plot_dispersion_with_pdos(phonon: Phonopy, fc_harmonic: np.ndarray, fc_temperature: np.ndarray,
                               temperature: float, path: str | Path, mesh: float = 20.0, title: str = "") -> Path:
-    """Dispersion at 0 K (harmonic, black) and at T (SCPH, red) with the SCPH projected DOS per element;
-    LO-TO splitting when ``phonon`` carries NAC parameters."""
+    """Dispersion at 0 K (harmonic, black) and at T (SCPH, red) with the SCPH projected DOS per element.
+
+    LO-TO splitting when ``phonon`` carries NAC parameters.
+    """
     fig, (ax, ax_dos) = new_figure(1, 2, figsize=(8, 4.2), dpi=130, sharey=True,
                                      gridspec_kw={"width_ratios": [3, 1]})
     bands_0 = band_structure(phonon, fc_harmonic, keep_nac=True)

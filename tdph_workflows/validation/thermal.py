@@ -46,6 +46,8 @@ def voigt_to_tensor(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class KappaResult:
+    """Output of `kappa_rta`: kappa_L (W/mK) per temperature and the mode quantities it was summed from."""
+
     temperatures: np.ndarray  # (n_T,)
     kappa: np.ndarray  # (n_T, 3, 3) W/mK
     mesh: tuple[int, int, int]
@@ -67,16 +69,17 @@ class KappaResult:
 
     @property
     def kappa_scalar(self) -> np.ndarray:
-        """trace/3 per temperature, W/mK."""
+        """Scalar kappa_L (trace/3) per temperature, W/mK."""
         return np.trace(self.kappa, axis1=1, axis2=2) / 3.0
 
     @property
     def lifetimes_ps(self) -> np.ndarray:
+        """Phonon lifetimes tau = 1/(2 * 2pi * Gamma), (n_T, n_ir, n_band) in ps; 0 where Gamma <= 0."""
         with np.errstate(divide="ignore"):
             return np.where(self.gamma > 0, 1.0 / (2 * 2 * np.pi * np.where(self.gamma > 0, self.gamma, 1)), 0.0)
 
     def kappa_with_extra_gamma(self, extra_gamma_thz: np.ndarray, use_gv_by_gv: bool = True) -> np.ndarray:
-        """kappa (n_T, 3, 3) with an extra linewidth (n_T, n_ir, n_band) THz added to Gamma (e.g. 4-phonon)."""
+        """The kappa_L (n_T, 3, 3) in W/mK with an extra linewidth (n_T, n_ir, n_band) THz added to Gamma (e.g. 4ph)."""
         extra = np.broadcast_to(np.asarray(extra_gamma_thz, float), self.gamma.shape)
         return np.array(
             [
@@ -97,6 +100,7 @@ class KappaResult:
         )
 
     def summary(self) -> dict:
+        """JSON-ready scalars: temperatures (K), kappa (W/mK), mesh and mode counts."""
         return {
             "temperatures": self.temperatures.tolist(),
             "kappa_scalar_WmK": self.kappa_scalar.tolist(),

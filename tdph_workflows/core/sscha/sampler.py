@@ -72,6 +72,7 @@ class Observables:
 
     @classmethod
     def from_jackknife(cls, full: _Values, leave_one_out: list[_Values]) -> Observables:
+        """Values of the all-group estimate with standard errors from its leave-one-group-out values."""
         onsite = np.array([o.r_onsite for o in leave_one_out])
         return cls(
             freqs=full.freqs,
@@ -120,6 +121,7 @@ class SampledEstimate:
 
     @property
     def n_samples(self) -> int:
+        """Samples used (antithetic pairs count twice): those of the last batch's record."""
         return self.history[-1].n_samples
 
 

@@ -14,7 +14,7 @@ LARGE_RMS_DISPLACEMENT = 0.25
 
 
 def fixed_point_z(n_frequencies: int, false_alarm: float = 0.05) -> float:
-    """z threshold so that a true fixed point passes all n per-frequency tests with 1 - false_alarm.
+    """Normal quantile z so that a true fixed point passes all n per-frequency tests with 1 - false_alarm.
 
     Bonferroni over the frequencies (conservative: degenerate modes are correlated). A fixed
     2.5 sigma per frequency fails a true fixed point of 120 frequencies ~75 % of the time.
