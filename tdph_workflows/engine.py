@@ -22,9 +22,12 @@ from . import __version__
 from .core import phonons
 from .core.sscha import OneShotSSCHA, SSCHASettings, TemperatureOutcome
 from .io.inputs import (
+    MIN_SUPERCELL_WIDTH,
     StructureLike,
+    adequate_supercell,
     check_temperatures,
     choose_supercell,
+    perpendicular_widths,
     phonopy_from_document,
     resolve_input,
     structure_dict,
@@ -51,6 +54,7 @@ from .schemas import (
     TDPHResult,
     TemperatureResult,
 )
+from .trust import grade_result
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,7 @@ class HarmonicStage:
     timings: dict[str, float] = field(default_factory=dict)
     started: str = ""
     dft_reference: DFTReference | None = None
+    supercell_extended_by: list[int] | None = None
 
     def document(self, keep_force_constants: bool = True) -> HarmonicResult:
         """Serializable form (jobs pass it between steps)."""
@@ -152,6 +157,7 @@ class HarmonicStage:
             primitive_matrix=np.asarray(self.phonon.primitive_matrix, float).tolist(),
             n_atoms_supercell=len(self.phonon.supercell),
             supercell_rule=self.supercell_rule,
+            supercell_extended_by=self.supercell_extended_by,
             relaxation=self.relaxation,
             max_residual_force=float(np.linalg.norm(self.reference_forces, axis=1).max()),
             reference_forces=self.reference_forces.tolist(),
@@ -178,7 +184,8 @@ class HarmonicStage:
         unitcell, phonon = phonopy_from_document(doc)
         return cls(doc.material_id, doc.formula, unitcell, phonon, np.array(doc.harmonic_force_constants),
                    np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
-                   doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference)
+                   doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference,
+                   supercell_extended_by=doc.supercell_extended_by)
 
 
 def _calculator(calculator: Calculator | str | None) -> tuple[Calculator, str]:
@@ -195,6 +202,7 @@ def harmonic_stage(
     relax_fmax: float = 1e-3,
     material_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    min_supercell_width: float = MIN_SUPERCELL_WIDTH,
 ) -> HarmonicStage:
     """Input checks, optional relaxation, supercell choice and Phi_HA (see ``run_temperature_phonons``)."""
     progress = progress or (lambda msg: None)
@@ -215,6 +223,14 @@ def harmonic_stage(
         timings["relax"] = time.perf_counter() - t0
 
     smat, rule = choose_supercell(supercell_matrix, smat_entry, unitcell, material_id)
+    chosen = smat
+    smat, multiples = adequate_supercell(smat, unitcell, min_supercell_width)
+    extended_by = None if multiples == [1, 1, 1] else multiples
+    if extended_by:
+        narrow = perpendicular_widths(chosen @ np.asarray(unitcell.cell)).min()
+        rule += (f"; extended x{'x'.join(map(str, multiples))} (narrowest width {narrow:.2f} A < "
+                 f"{min_supercell_width:g} A)")
+        progress(f"{material_id}: supercell {narrow:.2f} A wide, extended x{'x'.join(map(str, multiples))}")
     phonon = phonons.build_phonopy(unitcell, smat, pmat)
     supercell = phonon.supercell
     model = ForceModel(calc, phonopy_to_ase(supercell), material_id)
@@ -229,15 +245,26 @@ def harmonic_stage(
     timings["harmonic_observables"] = time.perf_counter() - t0
     dft = None
     if isinstance(entry, MDREntry) and not relax and supercell_matrix is None:
-        dft = _dft_reference(entry, phonon, spectrum)
+        dft = _dft_reference(entry, phonon, spectrum, fc_ha if extended_by else None)
     return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp, relaxation,
-                         calc, calc_name, timings, started, dft)
+                         calc, calc_name, timings, started, dft, extended_by)
 
 
-def _dft_reference(entry: MDREntry, phonon: Phonopy, spectrum: PhononSpectrum) -> DFTReference | None:
-    """Model vs DFT harmonic frequencies on the entry's own cell and supercell (outlier filtering, paper Methods B)."""
+def _dft_reference(entry: MDREntry, phonon: Phonopy, spectrum: PhononSpectrum,
+                   fc_extended: np.ndarray | None = None) -> DFTReference | None:
+    """Model vs DFT harmonic frequencies at the q-points of the entry's own supercell (paper Methods B).
+
+    ``fc_extended``: the model's force constants when the engine used a wider supercell than the
+    entry's; they are compared at the entry's commensurate q-points, which the wider cell contains.
+    """
     try:
-        comparison = comparison_on(entry, phonon, np.asarray(spectrum.commensurate_frequencies))
+        if fc_extended is None:
+            model_frequencies = np.asarray(spectrum.commensurate_frequencies)
+            own = phonon
+        else:
+            own = phonons.build_phonopy(entry.unitcell, entry.supercell_matrix, entry.primitive_matrix)
+            model_frequencies = phonons.frequencies_at(phonon, fc_extended, phonons.commensurate_qpoints(own))
+        comparison = comparison_on(entry, own, model_frequencies)
     except Exception as exc:  # noqa: BLE001 (a reference we cannot build is reported as missing, not fatal)
         log.warning("%s: no DFT reference frequencies (%s)", entry.material_id, exc)
         return None
@@ -281,7 +308,7 @@ def renormalize(
     timings["symfc_basis"] = engine.time_basis
     timings["total"] = sum(v for k, v in stage.timings.items() if k != "total") + time.perf_counter() - t_all
     harmonic = stage.document(keep_force_constants)
-    return TDPHResult(
+    return grade_result(TDPHResult(
         **harmonic.model_dump(exclude={"timings", "calculator", "reference_forces"}),
         spacegroup=f"{engine.symmetry.spacegroup} ({engine.symmetry.spacegroup_number})",
         spacegroup_symbol=engine.symmetry.spacegroup,
@@ -297,7 +324,8 @@ def renormalize(
             python=platform.python_version(),
             started=stage.started or datetime.datetime.now(datetime.UTC).isoformat(),
         ),
-    )
+    ))
+
 
 
 def run_temperature_phonons(
@@ -311,6 +339,7 @@ def run_temperature_phonons(
     material_id: str | None = None,
     keep_force_constants: bool = True,
     progress: Callable[[str], None] | None = None,
+    min_supercell_width: float = MIN_SUPERCELL_WIDTH,
 ) -> TDPHResult:
     """Harmonic phonons and one-shot SSCHA force constants Phi(T) for one material.
 
@@ -326,11 +355,16 @@ def run_temperature_phonons(
         All temperatures share one harmonic calculation.
     supercell_matrix
         Overrides the MDR supercell / the default rule (widths >= 7.5 A).
+    min_supercell_width
+        Any chosen supercell (user, MDR or default) narrower than this (A) is extended by the smallest
+        integer multiples of its own vectors (``io.inputs.adequate_supercell``), recorded as
+        ``supercell_extended_by``; 0 keeps the chosen cell as it is.
     settings
         Engine options (estimator, sampling, statistics, self-consistency); unset
         statistics follow the estimator (``SSCHASettings``), explicit ones are kept.
     """
     temps = check_temperatures(temperatures)  # validate before any potential call
     settings = settings or SSCHASettings()
-    stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress)
+    stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress,
+                           min_supercell_width)
     return renormalize(stage, temps, settings, keep_force_constants, progress)

@@ -41,6 +41,19 @@ class PhononSpectrum(BaseModel):
     dos: dict[str, list[float]] = Field(description="Total density of states")
 
 
+class TrustGrade(BaseModel):
+    """How far a number can be trusted (``tdph_workflows.trust``): A trusted, B usable, C qualitative, F not a result."""
+
+    grade: str = Field(description="A, B, C or F: the worst grade among the reasons (A when there is none)")
+    reasons: list[str] = Field(default_factory=list,
+                               description="'<grade> <code>: <explanation>' for every failed check, worst first")
+
+    @property
+    def codes(self) -> list[str]:
+        """The reason codes (e.g. ``sc_not_converged``), worst first."""
+        return [r.split(":", 1)[0].split()[-1] for r in self.reasons]
+
+
 class TemperatureResult(BaseModel):
     """Renormalized phonons of one material at one temperature, with the metrics and sampling statistics."""
 
@@ -66,6 +79,7 @@ class TemperatureResult(BaseModel):
     sampling_notes: list[str]
     potential_calls: dict[str, int]
     timings: dict[str, float] = Field(description="Wall seconds per stage")
+    trust: TrustGrade | None = Field(None, description="Trust grade of this temperature (None: not graded)")
 
 
 class RelaxationInfo(BaseModel):
@@ -112,6 +126,9 @@ class _MaterialHeader(BaseModel):
     primitive_matrix: list[list[float]]
     n_atoms_supercell: int
     supercell_rule: str = Field(description="Where the supercell matrix came from")
+    supercell_extended_by: list[int] | None = Field(
+        None, description="Multiples applied along the chosen supercell's vectors to reach the minimum width "
+        "(io.inputs.MIN_SUPERCELL_WIDTH); None when it was wide enough")
     relaxation: RelaxationInfo | None
     max_residual_force: float = Field(description="Largest force on the undistorted supercell (eV/A), subtracted")
     harmonic: PhononSpectrum
@@ -155,6 +172,7 @@ class TDPHResult(_MaterialHeader):
     temperatures: list[TemperatureResult]
     timings: dict[str, float]
     provenance: Provenance
+    trust: TrustGrade | None = Field(None, description="The material's grade: the worst of its temperatures")
 
     @model_validator(mode="after")
     def _spacegroup_parts(self) -> TDPHResult:

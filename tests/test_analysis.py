@@ -55,12 +55,20 @@ def synthetic_summaries(seed: int = 0) -> list[dict]:
                 "temperatures": [{"temperature": 300.0, "l2_shift": l2, "l2_stderr": 0.003,
                                   "r_full": 0.5 * r_max + 0.05, "r_full_robust": 0.4 * r_max, "r_onsite_max": r_max,
                                   "sites": sites, "min_frequency": 1.0, "n_imaginary": 0, "n_samples": 64,
-                                  "converged": True, "max_rms_displacement": 0.1}],
+                                  "converged": True, "max_rms_displacement": 0.1, "grade": "B",
+                                  "grade_reasons": ["B one_shot: one-shot estimate"]}],
+                "grade": "B", "grade_reasons": ["B one_shot: one-shot estimate"],
             })
     out[0]["dft_reference"]["relative_deviation"] = 0.31  # planted outliers (paper rules)
     out[1]["dft_reference"] = None  # no DFT reference: kept, counted
     out[2]["temperatures"][0]["l2_shift"] = 0.55
+    for k in UNTRUSTWORTHY:  # planted artefacts: the largest "shifts" of the set, graded F
+        out[k]["temperatures"][0].update(l2_shift=0.9, grade="F", grade_reasons=["F became_unstable: artefact"])
+        out[k].update(grade="F", grade_reasons=["F became_unstable: artefact"])
     return out
+
+
+UNTRUSTWORTHY = (4, 5)  # MgO, CaO: no strong element, so the planted trends do not depend on them
 
 
 def test_crystal_systems():
@@ -75,6 +83,7 @@ def test_outlier_rules():
     from tdph_workflows.analysis.models import OutlierRules, filter_outliers
 
     materials, _ = tables(synthetic_summaries())
+    materials = materials[materials["grade"] != "F"]  # what analyze passes on (grades are tested apart)
     kept, report = filter_outliers(materials)
     assert report.dropped_dft_deviation == ["mp-1"] and report.dropped_l2_shift == ["mp-3"]
     assert report.without_dft_reference == 1 and report.kept == len(materials) - 2 == len(kept)
@@ -122,8 +131,9 @@ def monkeypatch_module():
 
 def test_analyze_finds_the_planted_trends(analysis_dir):
     s = json.loads((analysis_dir / "summary.json").read_text())
-    n = sum(len(p[4]) for p in PROTOTYPES.values())
-    assert s["n_materials"] == n
+    n = sum(len(p[4]) for p in PROTOTYPES.values()) - len(UNTRUSTWORTHY)  # F grades are left out by default
+    assert s["n_materials"] == n and s["left_out_by_grade"] == {"F": len(UNTRUSTWORTHY)}
+    assert s["n_by_grade"] == {"B": n}
     assert {e["element"] for e in s["top_elements"][:3]} == set(STRONG)
     assert s["top_spacegroups"][0]["spacegroup_number"] == 221
     m = s["models"]
@@ -230,10 +240,13 @@ def test_report_renders_in_headless_chromium_with_every_material(analysis_dir, s
     page = analysis_dir / "report.html"
     dom = _rendered(page.as_uri())
     n = registry.collection(*synthetic_db).count_documents({"state": "COMPLETED"})
-    assert dom.count("<tr data-material=") == n
-    assert f"{n} of {n} materials" in dom and "data:image/png;base64," in dom
+    shown = n - len(UNTRUSTWORTHY)  # the F-graded ones are in the page, behind the grade filter
+    assert dom.count("<tr data-material=") == shown
+    assert f"{shown} of {n} materials" in dom and "data:image/png;base64," in dom
+    everything = _rendered(page.as_uri() + "#grade=ABCF-")
+    assert everything.count("<tr data-material=") == n and "became_unstable" in everything
     filtered = _rendered(page.as_uri() + "#q=Cs")
-    assert 0 < filtered.count("<tr data-material=") < n
+    assert 0 < filtered.count("<tr data-material=") < shown
 
 
 def test_case_study_figure(tmp_path):

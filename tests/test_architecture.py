@@ -17,7 +17,7 @@ LAYERS = {
     "core": 0,
     "settings": 1, "packing": 1, "schemas": 1, "io": 1, "plotting": 1,
     "potentials": 2,
-    "engine": 3, "validation": 3, "finetune": 3, "testing": 3,
+    "engine": 3, "trust": 3, "validation": 3, "finetune": 3, "testing": 3,
     "makers": 4,
     "campaign": 5,
     "analysis": 6,

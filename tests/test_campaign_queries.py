@@ -70,7 +70,8 @@ def test_query_rows_filters_and_ranks(registry_db):
     assert [r["material_id"] for r in rows] == ["mp-a", "mp-c", "mp-b"]  # completed only, highest R_onsite first
     assert rows[0] == {"material_id": "mp-a", "formula": "CsCl", "spacegroup": "X (221)", "spacegroup_number": 221, "T": 300.0,
                        "r_onsite_max": 0.3012, "l2_shift_pct": 12.34, "l2_stderr_pct": 0.31, "r_full_robust": 0.1506,
-                       "harmonic_min_thz": 1.23, "min_thz": 0.99, "wall_s": 12.3}
+                       "harmonic_min_thz": 1.23, "min_thz": 0.99, "wall_s": 12.3, "grade": "",
+                       "grade_reasons": ""}
 
     def ids(**filters) -> list[str]:
         return [r["material_id"] for r in queries.query_rows(registry_db, **filters)]
@@ -195,3 +196,23 @@ def test_structure_fingerprint_is_the_same_on_both_sides_of_a_cell_boundary():
     assert structure_fingerprint(cscl(-1e-7)) == structure_fingerprint(cscl(0.0)) == structure_fingerprint(cscl(1e-7))
     assert structure_fingerprint(cscl(0.3)) == structure_fingerprint(cscl(1.3))
     assert structure_fingerprint(cscl(0.3)) != structure_fingerprint(cscl(0.31))
+
+
+def test_trusted_grades_rank_first_and_filter(database):
+    db = DatabaseSettings(database.uri, "test_campaign_queries_grades", "env")
+    coll = registry.collection(db.uri, db.database)
+    coll.delete_many({})
+    graded = {"mp-f": ("F", 0.9), "mp-b": ("B", 0.2), "mp-a": ("A", 0.1), "mp-old": ("", 0.5)}
+    for mid, (grade, r_max) in graded.items():
+        summary = _summary(mid, "CsCl", ["Cl", "Cs"], 221, r_max, 0.1)
+        if grade:
+            summary.update(grade=grade, grade_reasons=[f"{grade} code: why"] if grade != "A" else [])
+        coll.insert_one({"key": f"k-{mid}", "material_id": mid, "campaign": "g", "state": "COMPLETED",
+                         "summary": summary, "finished": T0, "wall_time": 1.0})
+    rows = queries.query_rows(db)
+    # the strongest "shift" is the untrustworthy one: it must not lead the table
+    assert [r["material_id"] for r in rows] == ["mp-a", "mp-b", "mp-f", "mp-old"]
+    assert rows[2]["grade_reasons"] == "F code: why"
+    assert [r["material_id"] for r in queries.query_rows(db, grades="AB")] == ["mp-a", "mp-b"]
+    assert [r["material_id"] for r in queries.query_rows(db, grades=["A", ""])] == ["mp-a", "mp-old"]
+    assert queries.campaign_status(db, "g").grades == {"A": 1, "B": 1, "F": 1, "": 1}

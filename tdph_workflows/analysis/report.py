@@ -7,12 +7,13 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
+from ..trust import GRADES
 from . import models as rf
 from . import screening, trends
 
@@ -25,25 +26,34 @@ FIGURES = {
     "case_study.png": "Dispersions, harmonic vs T, of a weak and a strong material, Fig. 3E-F",
     "prototype_violins.png": "R_onsite of the sites of the most frequent AFLOW prototypes, Fig. 4B-C",
 }
-MATERIAL_COLUMNS = ["material_id", "formula", "spacegroup", "crystal_system", "prototype", "temperature", "l2_shift",
-                    "l2_stderr", "r_full", "r_onsite_max", "harmonic_min_frequency", "dft_deviation", "n_samples"]
+MATERIAL_COLUMNS = ["material_id", "formula", "grade", "spacegroup", "crystal_system", "prototype", "temperature",
+                    "l2_shift", "l2_stderr", "r_full", "r_onsite_max", "harmonic_min_frequency", "dft_deviation",
+                    "n_samples", "grade_reasons"]
+DEFAULT_GRADES = ("A", "B", "C", "")  # F ("not a result") is left out unless asked for; "" = computed before grading
 
 
 def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: float = 0.15,
             rules: rf.OutlierRules | None = None, grid_search: bool = False,
             fetch_result: Callable[[str], object] | None = None, min_rows_for_models: int = 20,
-            workers: int = 1, feature_cache: Path | None = None) -> dict:
+            workers: int = 1, feature_cache: Path | None = None, grades: Iterable[str] = DEFAULT_GRADES) -> dict:
     """All figures, CSV tables, fitted models and summary.json into ``out``.
 
-    Features are computed in `workers` processes and cached per material in `feature_cache`
-    (default: ``out/feature_cache``), so rerunning after a campaign grows featurizes only the new materials.
+    Only materials whose trust grade is in ``grades`` enter the trends, screening and models (default:
+    all but F, "not a result"); ``summary["left_out_by_grade"]`` counts the others. Features are computed
+    in `workers` processes and cached per material in `feature_cache` (default: ``out/feature_cache``),
+    so rerunning after a campaign grows featurizes only the new materials.
     """
     from ..plotting import plot_side_by_side
 
     rules = rules or rf.OutlierRules()
     out.mkdir(parents=True, exist_ok=True)
+    everything = materials
+    materials, sites, left_out = keep_grades(materials, sites, grades)
+    everything[~everything["material_id"].isin(materials["material_id"])].drop(
+        columns=["unitcell"], errors="ignore").to_csv(out / "left_out_materials.csv", index=False)
     if materials.empty:
-        raise ValueError("no completed materials to analyze")
+        raise ValueError("no completed materials to analyze" + (f" ({sum(left_out.values())} left out by grade)"
+                                                                if left_out else ""))
     materials, strong_sites = screening.annotate(materials, sites, threshold)
     materials.drop(columns=["unitcell"]).to_csv(out / "materials.csv", index=False)
     sites.to_csv(out / "sites.csv", index=False)
@@ -61,6 +71,8 @@ def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: 
     prototypes.to_csv(out / "prototype_counts.csv")
 
     summary: dict = {
+        "grades_kept": sorted(g or "ungraded" for g in grades), "left_out_by_grade": left_out,
+        "n_by_grade": {g or "ungraded": int(n) for g, n in materials["grade"].value_counts().items()},
         "n_materials": len(materials), "n_sites": len(sites), "temperature": float(materials["temperature"].iloc[0]),
         "top_elements": elements.head(5).reset_index().to_dict("records"),
         "top_spacegroups": groups.head(5).reset_index().to_dict("records"),
@@ -111,20 +123,40 @@ def _fit_models(materials, sites, out, rules, grid_search, min_rows, workers, fe
     return result
 
 
+def keep_grades(materials: pd.DataFrame, sites: pd.DataFrame, grades: Iterable[str]
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Materials (and their sites) whose trust grade is in ``grades``, and counts of the others by grade."""
+    if "grade" not in materials.columns:
+        materials = materials.assign(grade="")
+    keep = materials["grade"].fillna("").isin(list(grades))
+    left_out = {g or "ungraded": int(n) for g, n in materials.loc[~keep, "grade"].fillna("").value_counts().items()}
+    kept = materials[keep]
+    return kept, sites[sites["material_id"].isin(kept["material_id"])], left_out
+
+
 def _case_study(materials, fetch_result, path, plot) -> dict:
-    ranked = materials.sort_values("l2_shift")
+    # a headline figure must not show an artefact: pick from the best grade present only
+    graded = materials["grade"].fillna("")
+    best = min(graded, key=lambda g: GRADES.index(g) if g in GRADES else len(GRADES))
+    ranked = materials[graded == best].sort_values("l2_shift")
+    if len(ranked) < 2:
+        return {"skipped": f"fewer than two materials of the best grade ({best or 'ungraded'})"}
     picks = {"weak": ranked.iloc[len(ranked) // 4]["material_id"], "strong": ranked.iloc[-1]["material_id"]}
     results = [fetch_result(m) for m in picks.values()]
     if any(r is None for r in results):
         return {"skipped": "full results not available"}
     plot(results, list(picks), path)
-    return picks
+    return {**picks, "grade": best or "ungraded"}
 
 
 def write_report(out: Path, title: str = "tdph campaign report") -> Path:
     """One HTML page: figures inline, a sortable and searchable table of materials with plot links."""
     summary = json.loads((out / "summary.json").read_text())
     table = pd.read_csv(out / "materials.csv")
+    left_out = out / "left_out_materials.csv"  # graded out of the analysis; shown only when the filter asks
+    if left_out.exists():
+        table = pd.concat([table, pd.read_csv(left_out)], ignore_index=True)
+    table["grade"] = table.get("grade", pd.Series("", index=table.index)).fillna("")
     columns = [c for c in MATERIAL_COLUMNS if c in table.columns]
     rows = table[columns].to_dict("records")
     for r in rows:
@@ -148,7 +180,12 @@ def write_report(out: Path, title: str = "tdph campaign report") -> Path:
 
 
 def _facts(summary: dict) -> str:
-    items = [f"{summary['n_materials']} materials, {summary['n_sites']} sites at {summary['temperature']:g} K",
+    left_out = summary.get("left_out_by_grade") or {}
+    by_grade = ", ".join(f"{g} {n}" for g, n in sorted((summary.get("n_by_grade") or {}).items()))
+    items = [f"{summary['n_materials']} materials, {summary['n_sites']} sites at {summary['temperature']:g} K"
+             + (f" (by trust grade: {by_grade})" if by_grade else ""),
+             *(["left out as untrustworthy: " + ", ".join(f"{n} graded {g}" for g, n in left_out.items())]
+               if left_out else []),
              f"{summary['n_candidates']} candidates with max R_onsite &ge; {summary['threshold']}",
              "strongest elements: " + ", ".join(f"{e['element']} ({e['mean_r_onsite']:.2f})"
                                                 for e in summary["top_elements"]),
@@ -182,6 +219,9 @@ th {{ cursor: pointer; background: #f0f0f0; }} input {{ margin: 0.5em 0; padding
 <div id="figures">{figures}</div>
 <h2>Materials</h2>
 <input id="search" type="search" placeholder="search formula, id, space group, prototype">
+<label>trust grade <select id="grade">
+<option value="ABC-">A-C and ungraded (analyzed)</option><option value="A">A: trusted</option>
+<option value="AB">A-B</option><option value="ABCF-">all, with F (not a result)</option></select></label>
 <span id="count"></span>
 <table id="materials"><thead><tr>{header}</tr></thead><tbody></tbody></table>
 <script>
@@ -191,7 +231,9 @@ let sortCol = "r_onsite_max", sortDesc = true;
 function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toPrecision(4)) : (v ?? ""); }}
 function render() {{
   const q = document.getElementById("search").value.toLowerCase();
-  const shown = rows.filter(r => !q || columns.some(c => String(r[c] ?? "").toLowerCase().includes(q)));
+  const g = document.getElementById("grade").value;
+  const shown = rows.filter(r => g.includes(r.grade || "-")
+                                 && (!q || columns.some(c => String(r[c] ?? "").toLowerCase().includes(q))));
   shown.sort((a, b) => {{
     const x = a[sortCol], y = b[sortCol];
     const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
@@ -214,7 +256,10 @@ document.querySelectorAll("#materials th[data-col]").forEach(th => th.addEventLi
   sortDesc = sortCol === th.dataset.col ? !sortDesc : true; sortCol = th.dataset.col; render();
 }}));
 document.getElementById("search").addEventListener("input", render);
-if (location.hash.startsWith("#q=")) document.getElementById("search").value = decodeURIComponent(location.hash.slice(3));
+document.getElementById("grade").addEventListener("change", render);
+const hash = new URLSearchParams(location.hash.slice(1));  // e.g. #q=Cs&grade=ABCF-
+if (hash.get("q")) document.getElementById("search").value = hash.get("q");
+if (hash.get("grade")) document.getElementById("grade").value = hash.get("grade");
 render();
 </script></body></html>
 """

@@ -44,6 +44,8 @@ def tables(summaries: Iterable[dict], temperature: float | None = None) -> tuple
             "dft_deviation": dft.get("relative_deviation"), "dft_mae_thz": dft.get("mae_thz"),
             "n_samples": t["n_samples"], "converged": t["converged"], "max_rms_displacement": t["max_rms_displacement"],
             "wall_time": s.get("wall_time"), "unitcell": s.get("unitcell"),
+            "grade": t.get("grade") or s.get("grade") or "",
+            "grade_reasons": "; ".join(t.get("grade_reasons") or s.get("grade_reasons") or []),
         })
         for site in t["sites"]:
             sites.append({"material_id": s["material_id"], "formula": s["formula"], "site": site["index"],

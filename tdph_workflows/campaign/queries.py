@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ..trust import GRADES
 from . import registry
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ FAILURES_SHOWN = 50
 def completed_filter(campaign: str | None = None, keys: Iterable[str] | None = None,
                      material_ids: Iterable[str] | None = None, element: str | None = None,
                      spacegroup: int | None = None, r_onsite_min: float | None = None,
-                     stored: bool = False) -> dict[str, Any]:
+                     stored: bool = False, grades: Iterable[str] | None = None) -> dict[str, Any]:
     """The registry filter of COMPLETED records.
 
     Parameters
@@ -50,6 +51,9 @@ def completed_filter(campaign: str | None = None, keys: Iterable[str] | None = N
         Keep materials whose max R_onsite at the first temperature is at least this.
     stored
         Keep only records whose job output is in the job store (``job_uuid`` set).
+    grades
+        Keep materials with one of these trust grades (``tdph_workflows.trust``; ungraded records,
+        computed before grading existed, have grade ``""``).
 
     Returns
     -------
@@ -65,6 +69,9 @@ def completed_filter(campaign: str | None = None, keys: Iterable[str] | None = N
         selected["summary.spacegroup_number"] = spacegroup
     if r_onsite_min is not None:
         selected[R_ONSITE_MAX] = {"$gte": r_onsite_min}
+    if grades is not None:
+        wanted = list(grades)
+        selected["summary.grade"] = {"$in": wanted + ([None] if "" in wanted else [])}
     return selected
 
 
@@ -95,14 +102,14 @@ def completed_summaries(coll: pymongo.collection.Collection, campaign: str | Non
 
 def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element: str | None = None,
                spacegroup: int | None = None, campaign: str | None = None,
-               keys: Iterable[str] | None = None) -> list[dict]:
+               keys: Iterable[str] | None = None, grades: Iterable[str] | None = None) -> list[dict]:
     """Completed materials as flat rows, ranked by max R_onsite at the first temperature.
 
     Parameters
     ----------
     db
         The campaign database.
-    r_onsite_min, element, spacegroup, campaign, keys
+    r_onsite_min, element, spacegroup, campaign, keys, grades
         Filters, as in :func:`completed_filter`.
 
     Returns
@@ -110,9 +117,11 @@ def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element:
     list of dict
         One row per material with ``material_id``, ``formula``, ``spacegroup``, ``T``, ``r_onsite_max``,
         ``l2_shift_pct``, ``l2_stderr_pct``, ``r_full_robust``, ``harmonic_min_thz``, ``min_thz`` and
-        ``wall_s`` (rounded for display), highest ``r_onsite_max`` first.
+        ``wall_s`` (rounded for display), ``grade`` and ``grade_reasons`` (joined by "; "); trusted grades
+        first, then highest ``r_onsite_max``: a screening table is judged by its top rows.
     """
-    selected = completed_filter(campaign, keys, element=element, spacegroup=spacegroup, r_onsite_min=r_onsite_min)
+    selected = completed_filter(campaign, keys, element=element, spacegroup=spacegroup, r_onsite_min=r_onsite_min,
+                                grades=grades)
     rows = []
     for rec in registry_of(db).find(selected):
         s = rec["summary"]
@@ -121,8 +130,14 @@ def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element:
                      "spacegroup_number": s["spacegroup_number"], "T": t["temperature"], "r_onsite_max": round(t["r_onsite_max"], 4),
                      "l2_shift_pct": round(100 * t["l2_shift"], 2), "l2_stderr_pct": round(100 * t["l2_stderr"], 2),
                      "r_full_robust": round(t["r_full_robust"], 4), "harmonic_min_thz": round(s["harmonic_min_frequency"], 2),
-                     "min_thz": round(t["min_frequency"], 2), "wall_s": round(rec.get("wall_time", 0.0), 1)})
-    return sorted(rows, key=lambda r: -r["r_onsite_max"])
+                     "min_thz": round(t["min_frequency"], 2), "wall_s": round(rec.get("wall_time", 0.0), 1),
+                     "grade": s.get("grade") or "", "grade_reasons": "; ".join(s.get("grade_reasons") or [])})
+    return sorted(rows, key=lambda r: (grade_rank(r["grade"]), -r["r_onsite_max"]))
+
+
+def grade_rank(grade: str) -> int:
+    """Sort key of a trust grade: A first, ungraded ("") after F."""
+    return GRADES.index(grade) if grade in GRADES else len(GRADES)
 
 
 def screened_sources(db: DatabaseSettings, n: int, campaign: str | None, threshold: float
@@ -194,6 +209,7 @@ class CampaignStatus:
     """Progress of a campaign, as ``tdph campaign status`` shows it."""
 
     counts: dict[str, int]  # records by state
+    grades: dict[str, int] = field(default_factory=dict)  # completed records by trust grade ("" = ungraded)
     throughput: float | None = None  # completed materials per hour; None with fewer than two completed
     eta_hours: float | None = None  # hours until the WAITING ones are done at that rate; None when none wait
     failures: list[dict] = field(default_factory=list)  # material_id and error of (at most 50) failed records
@@ -216,7 +232,10 @@ def campaign_status(db: DatabaseSettings, campaign: str | None = None) -> Campai
     """
     coll = registry_of(db)
     status = CampaignStatus(registry.counts(coll, campaign))
-    done = list(coll.find(completed_filter(campaign), {"finished": 1, "wall_time": 1}))
+    done = list(coll.find(completed_filter(campaign), {"finished": 1, "wall_time": 1, "summary.grade": 1}))
+    for d in done:
+        grade = (d.get("summary") or {}).get("grade") or ""
+        status.grades[grade] = status.grades.get(grade, 0) + 1
     if len(done) >= 2:
         times = sorted(d["finished"] for d in done)
         span = max((times[-1] - times[0]).total_seconds(), 1e-9)

@@ -33,6 +33,9 @@ def analyze_cmd(
     threshold: Annotated[float, typer.Option(help="Screening threshold on max R_onsite")] = 0.15,
     max_dft_deviation: Annotated[float, typer.Option(help="Outlier rule: model vs DFT harmonic deviation")] = 0.20,
     max_l2_shift: Annotated[float, typer.Option(help="Outlier rule: largest L2 shift kept for the models")] = 0.40,
+    grades: Annotated[str, typer.Option(
+        help="Trust grades analyzed (A trusted, B usable, C qualitative, F not a result); ungraded records "
+        "are always kept")] = "ABC",
     grid_search: Annotated[bool, typer.Option("--grid-search", help="Grid search of the forests' depth/features")] = False,
     workers: Annotated[int, typer.Option(help="Processes for the matminer features")] = 1,
     feature_cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: OUT/feature_cache)")] = None,
@@ -50,13 +53,19 @@ def analyze_cmd(
         return next((r for _, r in full_results(db, campaign, {material_id})), None)
 
     summary = analyze(materials, sites, out, threshold, OutlierRules(max_dft_deviation, max_l2_shift), grid_search,
-                      fetch_result=fetch, workers=workers, feature_cache=feature_cache)
+                      fetch_result=fetch, workers=workers, feature_cache=feature_cache,
+                      grades=[*grades.upper().replace(",", ""), ""])
     _print_summary(summary)
     console.print(f"written: {out}/ (figures, CSV, models/, summary.json)")
 
 
 def _print_summary(s: dict) -> None:
-    console.print(f"{s['n_materials']} materials, {s['n_sites']} sites at {s['temperature']:g} K")
+    console.print(f"{s['n_materials']} materials, {s['n_sites']} sites at {s['temperature']:g} K; by trust grade: "
+                  + ", ".join(f"{g} {n}" for g, n in sorted(s.get("n_by_grade", {}).items())))
+    if s.get("left_out_by_grade"):
+        console.print("left out as untrustworthy: " + ", ".join(f"{n} graded {g}" for g, n in
+                                                                s["left_out_by_grade"].items())
+                      + " (--grades ABCF keeps them)")
     console.print("strongest elements (mean R_onsite): " + ", ".join(
         f"{e['element']} {e['mean_r_onsite']:.2f} (n={e['n_sites']})" for e in s["top_elements"]))
     console.print("strongest space groups (mean L2 shift): " + ", ".join(

@@ -71,6 +71,9 @@ def status_cmd(campaign: Annotated[str | None, typer.Option()] = None, launchpad
     for state, n in sorted(status.counts.items()):
         table.add_row(state, str(n))
     console.print(table)
+    if status.grades:
+        console.print("completed by trust grade: " + ", ".join(
+            f"{g or 'ungraded'} {n}" for g, n in sorted(status.grades.items(), key=lambda kv: kv[0] or "Z")))
     if status.throughput is not None:
         eta = f", ETA {status.eta_hours:.1f} h" if status.eta_hours is not None else ""
         console.print(f"throughput {status.throughput:.0f} materials/h{eta}")

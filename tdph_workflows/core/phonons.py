@@ -134,8 +134,15 @@ def acoustic_mask(phonon: Phonopy, fc: np.ndarray, qpoints: np.ndarray) -> tuple
 
 def commensurate_frequencies(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
     """Frequencies (THz, negative = imaginary) at commensurate q-points, Gamma acoustic removed."""
-    q = commensurate_qpoints(phonon)
-    freqs, mask = acoustic_mask(phonon, fc, q)
+    return frequencies_at(phonon, fc, commensurate_qpoints(phonon))
+
+
+def frequencies_at(phonon: Phonopy, fc: np.ndarray, qpoints: np.ndarray) -> np.ndarray:
+    """Frequencies (THz, negative = imaginary) at ``qpoints``, Gamma acoustic removed.
+
+    ``qpoints`` are fractional in the primitive reciprocal basis; the result is flat, in q-point order.
+    """
+    freqs, mask = acoustic_mask(phonon, fc, np.asarray(qpoints, float))
     return freqs[mask]
 
 

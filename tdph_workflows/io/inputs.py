@@ -20,6 +20,13 @@ from ..schemas import HarmonicResult, TDPHResult
 from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from .structures import InputError, default_supercell_matrix, load_structure, to_phonopy_atoms
 
+# Smallest perpendicular width (A) of a supercell used for thermal sampling. Narrower cells make an
+# atom move in lock-step with its own near images, and sample a handful of q-points only: SiC
+# mp-570690's MDR cell (2.67 A wide in-plane) gave a 76 % L2 shift at 300 K. The value is the
+# M3GNet cutoff (5 A): wider, no atom feels its own image directly; measured in
+# benchmarks/results/supercell_adequacy.md.
+MIN_SUPERCELL_WIDTH = 5.0
+
 StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path
 """Anything a material can be given as (a path is a structure file or an MDR entry)."""
 
@@ -91,3 +98,29 @@ def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtom
 def structure_dict(unitcell: PhonopyAtoms) -> dict:
     """The pymatgen ``Structure`` dict of a phonopy cell (what result documents store)."""
     return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())
+
+
+def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
+    """Distances between opposite faces of a cell (A), one per lattice vector: volume / face area."""
+    lattice = np.asarray(lattice, float)
+    volume = abs(np.linalg.det(lattice))
+    return np.array([volume / np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3])) for i in range(3)])
+
+
+def adequate_supercell(supercell_matrix: np.ndarray, unitcell: PhonopyAtoms,
+                       min_width: float = MIN_SUPERCELL_WIDTH) -> tuple[np.ndarray, list[int]]:
+    """The supercell matrix extended by the smallest integer multiples that make it wide enough.
+
+    The multiples act along the supercell's own lattice vectors, so each perpendicular width
+    grows by its multiple until all are at least ``min_width`` A.
+
+    Returns
+    -------
+    tuple
+        ``(matrix, multiples)``: ``diag(multiples) @ supercell_matrix`` and the three multiples
+        (``[1, 1, 1]`` when the cell is wide enough already; the matrix is then returned unchanged).
+    """
+    smat = np.asarray(supercell_matrix, int)
+    widths = perpendicular_widths(smat @ np.asarray(unitcell.cell, float))
+    multiples = [int(m) for m in np.maximum(1, np.ceil(min_width / widths - 1e-9))]
+    return (smat if multiples == [1, 1, 1] else np.diag(multiples) @ smat), multiples

@@ -32,6 +32,8 @@ class TemperatureSummary(BaseModel):
     n_samples: int
     converged: bool
     max_rms_displacement: float
+    grade: str = Field("", description="Trust grade at this temperature: A, B, C or F ('' for ungraded results)")
+    grade_reasons: list[str] = Field(default_factory=list, description="'<grade> <code>: <why>', worst first")
 
 
 class MaterialSummary(BaseModel):
@@ -50,6 +52,9 @@ class MaterialSummary(BaseModel):
     wall_time: float
     unitcell: dict | None = Field(None, description="pymatgen Structure dict (features, prototypes, polyhedra)")
     dft_reference: DFTReference | None = Field(None, description="Model vs DFT harmonic frequencies (MDR inputs)")
+    supercell_extended_by: list[int] | None = Field(None, description="Multiples that widened a too-narrow supercell")
+    grade: str = Field("", description="Trust grade of the material: the worst of its temperatures")
+    grade_reasons: list[str] = Field(default_factory=list, description="Reasons of the material's grade, worst first")
 
     @classmethod
     def from_result(cls, result: TDPHResult) -> MaterialSummary:
@@ -72,6 +77,7 @@ class MaterialSummary(BaseModel):
                     r_full_robust=t.r_full_robust, r_onsite_max=t.r_onsite_max, sites=t.sites,
                     min_frequency=t.spectrum.min_frequency, n_imaginary=t.spectrum.n_imaginary,
                     n_samples=t.n_samples, converged=t.converged, max_rms_displacement=t.max_rms_displacement,
+                    grade=t.trust.grade if t.trust else "", grade_reasons=t.trust.reasons if t.trust else [],
                 )
                 for t in result.temperatures
             ],
@@ -79,4 +85,7 @@ class MaterialSummary(BaseModel):
             wall_time=result.timings.get("total", 0.0),
             unitcell=result.unitcell,
             dft_reference=result.dft_reference,
+            supercell_extended_by=result.supercell_extended_by,
+            grade=result.trust.grade if result.trust else "",
+            grade_reasons=result.trust.reasons if result.trust else [],
         )

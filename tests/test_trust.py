@@ -1,0 +1,88 @@
+"""Trust grades (tdph_workflows.trust) and supercell adequacy (io.inputs.adequate_supercell)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from phonopy.structure.atoms import PhonopyAtoms
+
+from tdph_workflows.core.sscha import SSCHASettings
+from tdph_workflows.engine import run_temperature_phonons
+from tdph_workflows.io.inputs import adequate_supercell, perpendicular_widths
+from tdph_workflows.schemas import DFTReference
+from tdph_workflows.trust import grade_result, grade_temperature, worst
+
+
+@pytest.fixture(scope="module")
+def copper():
+    return run_temperature_phonons(bulk("Cu", "fcc", a=3.61, cubic=True), "emt", [300.0],
+                                   supercell_matrix=[2, 2, 2], settings=SSCHASettings(min_pairs=16, max_pairs=16))
+
+
+def codes(result, **changes) -> list[str]:
+    r = result.model_copy(deep=True)
+    t = r.temperatures[0]
+    for key, value in changes.items():
+        obj, _, field = key.rpartition("__")
+        target = {"": r, "t": t, "spectrum": t.spectrum, "harmonic": r.harmonic}[obj]
+        setattr(target, field, value)
+    return grade_temperature(r, t).codes
+
+
+def test_engine_grades_every_temperature(copper):
+    t = copper.temperatures[0]
+    assert t.trust is not None and copper.trust is not None
+    assert t.trust.grade == "B" and t.trust.codes == ["one_shot"]  # stable, converged, but one-shot
+    assert copper.trust.grade == worst(x.trust.grade for x in copper.temperatures)
+
+
+def test_each_check_sets_its_grade(copper):
+    assert codes(copper, t__self_consistent_converged=True) == []  # a fixed point of a stable crystal: A
+    assert codes(copper, t__self_consistent_converged=False, t__self_consistent_changes_thz=[1.0] * 40)[0] == \
+        "sc_not_converged"
+    assert codes(copper, harmonic__min_frequency=-1.0)[0] == "oneshot_on_unstable"
+    assert codes(copper, spectrum__min_frequency=-2.0)[0] == "became_unstable"
+    assert "unstable_at_T" in codes(copper, spectrum__min_frequency=-2.0, t__self_consistent_converged=True)
+    stabilized = codes(copper, harmonic__min_frequency=-1.0, t__self_consistent_converged=True)
+    assert stabilized == ["stabilized"]
+    assert codes(copper, t__max_rms_displacement=0.4)[0] == "large_displacements"
+    assert codes(copper, t__converged=False)[0] == "error_target"
+    assert "supercell_extended" in codes(copper, supercell_extended_by=[2, 2, 1])
+    far = DFTReference(mae_thz=2.0, relative_deviation=0.35, min_frequency_dft=1.0)
+    assert codes(copper, dft_reference=far)[0] == "dft_deviation"
+    unstable_dft = DFTReference(mae_thz=0.1, relative_deviation=0.05, min_frequency_dft=-1.0)
+    assert codes(copper, dft_reference=unstable_dft)[0] == "dft_stability"
+
+
+def test_grades_order_worst_first(copper):
+    r = copper.model_copy(deep=True)
+    r.temperatures[0].max_rms_displacement = 0.4
+    r.harmonic.min_frequency = -1.0
+    grade_result(r)
+    assert r.trust.grade == "F"
+    assert [x[0] for x in r.trust.reasons] == sorted((x[0] for x in r.trust.reasons), key="ABCF".index, reverse=True)
+
+
+def test_narrow_supercells_are_extended_by_the_smallest_multiples():
+    # SiC mp-570690's MDR cell: hexagonal a = 3.08 A, so 2.67 A between opposite faces in-plane
+    cell = np.array([[3.0801, 0, 0], [-1.54, 2.6674, 0], [0, 0, 68.03]])
+    unitcell = PhonopyAtoms(symbols=["Si", "C"], cell=cell, scaled_positions=[[0, 0, 0], [1 / 3, 2 / 3, 0.01]])
+    smat, multiples = adequate_supercell(np.eye(3, dtype=int), unitcell, 5.0)
+    assert multiples == [2, 2, 1]
+    widths = perpendicular_widths(smat @ cell)
+    assert widths.min() >= 5.0 > perpendicular_widths(cell).min()  # x2 is needed and enough
+    wide, same = adequate_supercell(np.diag([2, 2, 1]), unitcell, 5.0)
+    assert same == [1, 1, 1] and np.array_equal(wide, np.diag([2, 2, 1]))
+
+
+def test_engine_extends_a_narrow_user_supercell_and_says_so():
+    al = bulk("Al", "fcc", a=4.05)  # primitive cell: 2.34 A between faces
+    r = run_temperature_phonons(al, "emt", [300.0], supercell_matrix=[1, 1, 1],
+                                settings=SSCHASettings(min_pairs=8, max_pairs=8), min_supercell_width=5.0)
+    assert r.supercell_extended_by == [3, 3, 3] and "extended x3x3x3" in r.supercell_rule
+    assert r.n_atoms_supercell == 27 and "supercell_extended" in r.trust.codes
+    kept = run_temperature_phonons(al, "emt", [300.0], supercell_matrix=[2, 2, 2],  # 4.68 A wide
+                                   settings=SSCHASettings(min_pairs=8, max_pairs=8), min_supercell_width=4.0)
+    assert kept.supercell_extended_by is None and kept.n_atoms_supercell == 8
+    assert "supercell_extended" not in kept.trust.codes
