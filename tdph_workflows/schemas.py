@@ -128,7 +128,10 @@ class _MaterialHeader(BaseModel):
     supercell_rule: str = Field(description="Where the supercell matrix came from")
     supercell_extended_by: list[int] | None = Field(
         None, description="Multiples applied along the chosen supercell's vectors to reach the minimum width "
-        "(io.inputs.MIN_SUPERCELL_WIDTH); None when it was wide enough")
+        "(io.inputs.MIN_SUPERCELL_WIDTH) and to sample thermal displacements faithfully; None when it was adequate")
+    thermal_sampling_ratio: float | None = Field(
+        None, description="Largest ratio over atoms of the harmonic mean-square displacement the supercell samples "
+        "to the converged (dense q-mesh) value, at the highest temperature; None when not checked")
     relaxation: RelaxationInfo | None
     max_residual_force: float = Field(description="Largest force on the undistorted supercell (eV/A), subtracted")
     harmonic: PhononSpectrum

@@ -32,6 +32,9 @@ MAX_DFT_DEVIATION = 0.20  # the paper's outlier rule: ||w_model - w_DFT|| / ||w_
 # per-atom rms displacement beyond which samples leave the regime a harmonic reference describes
 # (Lindemann-like, ~10 % of a 2.5 A bond; core.sscha.LARGE_RMS_DISPLACEMENT)
 MAX_RMS_DISPLACEMENT = 0.25
+# engine.THERMAL_SAMPLING_TOLERANCE is what widening aims at; a cell still above it (too many atoms to
+# widen) over-samples thermal displacements
+THERMAL_SAMPLING_LIMIT = 1.25
 
 
 def worst(grades: Iterable[str]) -> str:
@@ -99,6 +102,10 @@ def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
     if not self_consistent:
         fail("B", "one_shot", "one-shot estimate (overstates the self-consistent shift, median +35 % "
                  "on 50 MDR entries)")
+    ratio = result.thermal_sampling_ratio
+    if ratio is not None and ratio > THERMAL_SAMPLING_LIMIT:
+        fail("C", "supercell_too_small", f"the supercell samples {ratio:.1f}x the converged harmonic mean-square "
+             "displacement even after widening: thermal samples too large")
     if result.supercell_extended_by:
         fail("B", "supercell_extended", f"supercell extended x{'x'.join(map(str, result.supercell_extended_by))} "
                  "to the minimum width")

@@ -86,3 +86,25 @@ def test_engine_extends_a_narrow_user_supercell_and_says_so():
                                    settings=SSCHASettings(min_pairs=8, max_pairs=8), min_supercell_width=4.0)
     assert kept.supercell_extended_by is None and kept.n_atoms_supercell == 8
     assert "supercell_extended" not in kept.trust.codes
+
+
+def test_a_cell_that_oversamples_soft_modes_is_widened_where_its_q_points_are_coarse():
+    from ase.build import fcc111
+
+    from tdph_workflows.core import phonons
+    from tdph_workflows.engine import THERMAL_SAMPLING_TOLERANCE, harmonic_stage
+
+    # twelve (111) layers of Al, one atom wide in-plane: like SiC mp-570690's MDR cell, its q-points run
+    # along c only and over-weight the soft long waves
+    tall = fcc111("Al", size=(1, 1, 12), a=4.05, periodic=True, orthogonal=False)
+    narrow = harmonic_stage(tall, "emt", supercell_matrix=[1, 1, 1], min_supercell_width=0, sampling_temperature=None)
+    ratio = phonons.thermal_sampling_ratio(narrow.phonon, narrow.force_constants, 300.0,
+                                           narrow.phonon.supercell_matrix)
+    assert ratio > THERMAL_SAMPLING_TOLERANCE and narrow.supercell_extended_by is None
+    widened = harmonic_stage(tall, "emt", supercell_matrix=[1, 1, 1], min_supercell_width=0, sampling_temperature=300)
+    assert widened.supercell_extended_by == [2, 2, 1]  # in-plane only, where the q-points were coarse
+    assert widened.thermal_sampling_ratio <= THERMAL_SAMPLING_TOLERANCE < ratio
+    assert "converged harmonic mean-square displacement" in widened.supercell_rule
+    # a cell that samples well is left alone
+    cubic = harmonic_stage(bulk("Al", "fcc", a=4.05), "emt", supercell_matrix=[3, 3, 3], min_supercell_width=0)
+    assert cubic.supercell_extended_by is None and cubic.thermal_sampling_ratio <= THERMAL_SAMPLING_TOLERANCE

@@ -78,8 +78,13 @@ class GroupedEstimator(ABC):
         return 0
 
     @abstractmethod
-    def add(self, displacements: np.ndarray, values: np.ndarray) -> None:
-        """Add an even number of paired samples: displacements (n, N, 3) and what ``consumes`` names."""
+    def add(self, displacements: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add an even number of paired samples: displacements (n, N, 3) and what ``consumes`` names.
+
+        ``weights`` (n,), optional: importance weights per sample (equal within an antithetic pair);
+        the estimate becomes the weighted one (weighted mean, weighted least squares). The scale of
+        the weights does not matter, only their ratios.
+        """
 
     @abstractmethod
     def estimate(self, leave_out: int | None = None) -> np.ndarray:
@@ -98,14 +103,23 @@ class HessianAverage(GroupedEstimator):
         self._sums = np.zeros((n_groups, n_atoms, n_atoms, 3, 3))
         self._counts = np.zeros(n_groups)
 
-    def add(self, displacements: np.ndarray | None, hessians: np.ndarray) -> None:
-        """hessians: (n, 3N, 3N) in eV/A^2 at the n displacements (which the average does not need)."""
+    def add(self, displacements: np.ndarray | None, hessians: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """hessians: (n, 3N, 3N) in eV/A^2 at the n displacements (which the average does not need).
+
+        With ``weights`` (n,) each group holds sum w H and sum w: the estimate is the weighted mean.
+        """
         n, dim, _ = hessians.shape
         natom = dim // 3
         blocks = hessians.reshape(n, natom, 3, natom, 3).transpose(0, 1, 3, 2, 4)
+        if weights is None:
+            for g, sl in self._split_pairs(n):
+                self._sums[g] += blocks[sl].sum(axis=0)
+                self._counts[g] += sl.stop - sl.start
+            return
+        w = np.asarray(weights, float)
         for g, sl in self._split_pairs(n):
-            self._sums[g] += blocks[sl].sum(axis=0)
-            self._counts[g] += sl.stop - sl.start
+            self._sums[g] += np.tensordot(w[sl], blocks[sl], axes=1)
+            self._counts[g] += w[sl].sum()
 
     def add_hessians(self, hessians: np.ndarray) -> None:
         """``add`` without displacements (the name tests and scripts use)."""
@@ -164,11 +178,18 @@ class ForceRegression(GroupedEstimator):
         g = self.n_groups
         return int(np.ceil(3 * self.n_atoms * g / (g - 1))) + g
 
-    def add(self, displacements: np.ndarray, forces: np.ndarray) -> None:
-        """displacements, forces: (n, N, 3); forces already relative to the reference."""
+    def add(self, displacements: np.ndarray, forces: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """displacements, forces: (n, N, 3); forces already relative to the reference.
+
+        With ``weights`` (n,) the normal equations are the weighted ones, X^T W X and X^T W F: the
+        design rows of a sample are linear in its displacement, so scaling u and F by sqrt(w) gives them.
+        """
         n = len(displacements)
         d = np.ascontiguousarray(displacements.reshape(n, -1), dtype=float)
         f = np.ascontiguousarray(forces.reshape(n, -1), dtype=float)
+        if weights is not None:
+            root = np.sqrt(np.asarray(weights, float))[:, None]
+            d, f = np.ascontiguousarray(d * root), np.ascontiguousarray(f * root)
         # All pairs of one jackknife group in this batch go through one normal-equation call:
         # the sums are linear in the samples, so the result is the same, but symfc's
         # prepare_normal_equation_O2 has a per-call cost independent of the sample count

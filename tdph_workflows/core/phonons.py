@@ -193,3 +193,93 @@ def total_dos(phonon: Phonopy, fc: np.ndarray, mesh: float = 30.0) -> dict:
     ph.run_total_dos()
     d = ph.get_total_dos_dict()
     return {"frequency_points": d["frequency_points"].tolist(), "total_dos": d["total_dos"].tolist()}
+
+
+def mean_square_displacements(phonon: Phonopy, fc: np.ndarray, temperature: float, qpoints: np.ndarray,
+                              floor_thz: float = 0.5) -> np.ndarray:
+    """Harmonic mean-square displacement (A^2) of each primitive-cell atom, averaged over ``qpoints``.
+
+    Quantum (Bose-Einstein) thermal average over the given q-points, Gamma acoustic modes left out,
+    imaginary and very soft modes taken at ``floor_thz`` as the sampler does. On a supercell's
+    commensurate q-points this is what thermal sampling of that supercell draws; on a dense mesh it
+    is the converged value.
+    """
+    from .sampling import mode_variances
+
+    freqs, vecs = frequencies_and_vectors(phonon, fc, qpoints)
+    _, mask = acoustic_mask(phonon, fc, qpoints)
+    masses = np.repeat(np.asarray(phonon.primitive.masses, float), 3)
+    msd = np.zeros(len(phonon.primitive))
+    for iq in range(len(qpoints)):
+        keep = mask[iq]
+        # variance of each mode coordinate (A^2 amu), spread over atoms by |e|^2 / m
+        var = mode_variances(np.maximum(np.abs(freqs[iq][keep]), floor_thz), temperature)
+        weight = np.abs(vecs[iq][:, keep]) ** 2 / masses[:, None]
+        msd += (weight @ var).reshape(-1, 3).sum(axis=1)
+    return msd / len(qpoints)
+
+
+def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
+    """Distances between opposite faces of a cell (A), one per lattice vector: volume / face area."""
+    lattice = np.asarray(lattice, float)
+    volume = abs(np.linalg.det(lattice))
+    return np.array([volume / np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3])) for i in range(3)])
+
+
+def commensurate_qpoints_of(phonon: Phonopy, supercell_matrix: np.ndarray) -> np.ndarray:
+    """q-points commensurate with another supercell matrix of the same unit cell and primitive cell."""
+    smat = np.linalg.inv(phonon.primitive_matrix) @ np.asarray(supercell_matrix, float)
+    return get_commensurate_points(np.rint(smat).astype(int))
+
+
+def thermal_sampling_ratio(phonon: Phonopy, fc: np.ndarray, temperature: float, supercell_matrix: np.ndarray,
+                           converged: np.ndarray | None = None) -> float:
+    """Largest ratio, over atoms, of the harmonic mean-square displacement a supercell samples to the converged one.
+
+    A supercell samples only its commensurate q-points. When they over-weight soft modes (a cell one
+    layer wide in-plane but many layers tall: SiC mp-570690's 54-atom MDR cell samples 6.8x the
+    converged value), thermal samples move atoms far beyond what the crystal does. ``converged`` is
+    the dense-mesh value (``mean_square_displacements`` on ``dense_qmesh``), computed when not given.
+    """
+    if converged is None:
+        converged = mean_square_displacements(phonon, fc, temperature, dense_qmesh(phonon))
+    sampled = mean_square_displacements(phonon, fc, temperature, commensurate_qpoints_of(phonon, supercell_matrix))
+    return float(np.max(sampled / converged))
+
+
+def widen_for_thermal_sampling(phonon: Phonopy, fc: np.ndarray, temperature: float, tolerance: float = 1.25,
+                               max_atoms: int = 1000) -> tuple[list[int], float, float]:
+    """Multiples of ``phonon``'s supercell vectors that bring ``thermal_sampling_ratio`` to ``tolerance`` or below.
+
+    The narrowest direction grows first (its q-points are the coarsest), one step at a time, using
+    ``fc`` Fourier-interpolated to the wider cells: no force call is needed to decide. Growth stops at
+    ``max_atoms``.
+
+    Returns
+    -------
+    tuple
+        ``(multiples, ratio of the given supercell, ratio of the widened one)``.
+    """
+    smat = np.asarray(phonon.supercell_matrix, int)
+    cell = np.asarray(phonon.unitcell.cell, float)
+    n_unit = len(phonon.unitcell)
+    converged = mean_square_displacements(phonon, fc, temperature, dense_qmesh(phonon))
+    first = ratio = thermal_sampling_ratio(phonon, fc, temperature, smat, converged)
+    multiples = np.ones(3, int)
+    while ratio > tolerance:
+        widths = perpendicular_widths(np.diag(multiples) @ smat @ cell)
+        grown = multiples + (widths <= widths.min() * (1 + 1e-6))
+        if n_unit * round(abs(np.linalg.det(np.diag(grown) @ smat))) > max_atoms:
+            break
+        multiples = grown
+        ratio = thermal_sampling_ratio(phonon, fc, temperature, np.diag(multiples) @ smat, converged)
+    return [int(m) for m in multiples], first, ratio
+
+
+def dense_qmesh(phonon: Phonopy, length: float = 40.0) -> np.ndarray:
+    """A Gamma-centred q-mesh (primitive reciprocal, fractional) with about ``length`` / |a_i| points per axis."""
+    from phonopy.phonon.grid import length2mesh
+
+    mesh = length2mesh(length, phonon.primitive.cell)
+    axes = [np.arange(n) / n for n in mesh]
+    return np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T

@@ -16,6 +16,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from pymatgen.core import Structure
 
 from ..core import phonons
+from ..core.phonons import perpendicular_widths
 from ..schemas import HarmonicResult, TDPHResult
 from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from .structures import InputError, default_supercell_matrix, load_structure, to_phonopy_atoms
@@ -98,13 +99,6 @@ def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtom
 def structure_dict(unitcell: PhonopyAtoms) -> dict:
     """The pymatgen ``Structure`` dict of a phonopy cell (what result documents store)."""
     return json.loads(Structure(unitcell.cell, unitcell.symbols, unitcell.scaled_positions).to_json())
-
-
-def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of a cell (A), one per lattice vector: volume / face area."""
-    lattice = np.asarray(lattice, float)
-    volume = abs(np.linalg.det(lattice))
-    return np.array([volume / np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3])) for i in range(3)])
 
 
 def adequate_supercell(supercell_matrix: np.ndarray, unitcell: PhonopyAtoms,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..phonons import commensurate_frequencies
+from .reuse import SampleStore
 from .sampler import ConvergenceStep, SampledEstimate, Sampler
 from .settings import LARGE_RMS_DISPLACEMENT, fixed_point_z
 
@@ -42,6 +43,8 @@ class TemperatureOutcome:
     policy_notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     potential_calls: dict[str, int] = field(default_factory=dict)
+    sc_new_samples: list[int] = field(default_factory=list)  # samples drawn per SC iteration (potential calls)
+    sc_ess_pairs: list[float] = field(default_factory=list)  # effective sample size (pairs) per SC iteration
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ class Iteration:
         Largest |d omega| (THz) between the estimate and the sampling force constants; None for one-shot.
     fixed_point
         Whether every frequency passed the fixed-point test; None for one-shot.
+    new_samples
+        Samples drawn (potential evaluations) in this iteration: all of the estimate's without
+        reuse, only the missing ones with ``sc_reuse_samples``.
+    ess_pairs
+        Effective sample size of the estimate in pairs (its pair count when unweighted).
     """
 
     step: int
@@ -67,6 +75,8 @@ class Iteration:
     estimate: SampledEstimate
     residual: float | None = None
     fixed_point: bool | None = None
+    new_samples: int | None = None
+    ess_pairs: float | None = None
 
 
 class TemperatureRun:
@@ -95,6 +105,11 @@ class TemperatureRun:
         Whether the next iteration uses the coarse pair cap.
     residuals
         Largest |d omega| (THz) per self-consistent iteration.
+    new_samples, ess_pairs
+        Samples drawn and effective sample size (pairs) per self-consistent iteration.
+    store
+        The samples kept for reuse (``SampleStore``), None unless self-consistent with
+        ``sc_reuse_samples``.
     estimate
         The latest ``SampledEstimate`` (None before the first iteration).
     sc_converged
@@ -134,6 +149,9 @@ class TemperatureRun:
         self.previous_change = np.inf
         self.best_change, self.best_step = np.inf, 0
         self.residuals: list[float] = []
+        self.new_samples: list[int] = []
+        self.ess_pairs: list[float] = []
+        self.store = SampleStore() if s.self_consistent and s.sc_reuse_samples else None
         self.sc_converged: bool | None = False if s.self_consistent else None
         self.stall_note: str | None = None
         self.estimate: SampledEstimate | None = None
@@ -156,13 +174,22 @@ class TemperatureRun:
     def _iterate(self) -> Iteration:
         s = self.settings
         stage = "coarse" if self.coarse else ("full statistics" if s.self_consistent else "one-shot")
-        est = self.sampler.sample(self.fc_sampling, self.temperature, self.rng, self.timings,
-                                  self.coarse_cap if self.coarse else None)
+        cap = self.coarse_cap if self.coarse else None
+        if self.store is None:
+            est = self.sampler.sample(self.fc_sampling, self.temperature, self.rng, self.timings, cap)
+            new, ess = est.n_samples, est.n_samples / 2
+        else:
+            est = self.sampler.sample_reweighted(self.store, self.fc_sampling, self.temperature, self.rng,
+                                                 self.timings, cap)
+            new = est.n_samples if est.new_samples is None else est.new_samples
+            ess = est.n_samples / 2 if est.ess_pairs is None else est.ess_pairs
         self.estimate = est
         self.iterations += 1
         if not s.self_consistent:
             self.finished = True
-            return Iteration(self.iterations, stage, est)
+            return Iteration(self.iterations, stage, est, new_samples=new, ess_pairs=ess)
+        self.new_samples.append(new)
+        self.ess_pairs.append(ess)
         # fixed-point residual: the new estimate against the force constants it was sampled from
         obs = est.observables
         delta = np.abs(obs.freqs - self.freqs_sampling)
@@ -176,7 +203,7 @@ class TemperatureRun:
         # noise; testing against the new estimate's noise alone took As2Ru 21 iterations instead of 9
         noise = fixed_point_z(len(delta)) * np.hypot(obs.freqs_stderr, self.sampling_stderr)
         fixed_point = bool(np.all(delta < np.maximum(s.sc_tolerance_thz, noise)))
-        step = Iteration(self.iterations, stage, est, change, fixed_point)
+        step = Iteration(self.iterations, stage, est, change, fixed_point, new, ess)
         # "within noise" counts only once the noise itself meets the L2 target: a chaotic step
         # through near-unstable force constants has huge error bars and would pass otherwise.
         # A coarse step that met the target is a full-statistics step already.
@@ -270,6 +297,8 @@ class TemperatureRun:
             policy_notes=notes,
             timings=timings,
             potential_calls={k: calls[k] - self._calls0[k] for k in calls},
+            sc_new_samples=list(self.new_samples),
+            sc_ess_pairs=list(self.ess_pairs),
         )
 
 

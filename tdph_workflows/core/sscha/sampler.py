@@ -6,6 +6,7 @@ error meets the target or the pair cap is hit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..estimators import ForceRegression, GroupedEstimator, HessianAverage, jack
 from ..phonons import commensurate_frequencies
 from ..sampling import SoftModePolicy, ThermalModes, is_translation_invariant, sample_displacements, thermal_modes
 from ..symmetry import SupercellSymmetry, supercell_symmetry, symmetrize
+from .reuse import GaussianDensity, SampleStore
 from .settings import SSCHASettings
 
 ForcesFn = Callable[[np.ndarray], np.ndarray]
@@ -27,6 +29,9 @@ HessianFn = Callable[[np.ndarray], np.ndarray]
 """positions (N, 3) -> Hessian (3N, 3N) in eV/A^2."""
 Progress = Callable[[str], None]
 _DEFAULT_SETTINGS = SSCHASettings()
+# an effective sample size within half a pair of what an estimate needs counts as enough: the ESS of
+# reweighted pairs is a real number and would otherwise ask for one more pair over rounding
+ESS_SLACK_PAIRS = 0.5
 
 
 @dataclass
@@ -107,7 +112,13 @@ class SampledEstimate:
     modes
         The sampling normal modes (soft-mode bookkeeping and notes).
     max_rms
-        Largest per-atom rms sampled displacement (A).
+        Largest per-atom rms sampled displacement (A); weighted over the stored samples when reused.
+    new_samples
+        Samples drawn (potential evaluations) for this estimate; None when every sample was drawn
+        for it (``Sampler.sample``), where it equals ``n_samples``.
+    ess_pairs
+        Effective sample size of the weighted estimate in pairs (``Sampler.sample_reweighted``);
+        None for ``Sampler.sample``, where every pair has the same weight.
     """
 
     fc: np.ndarray
@@ -118,10 +129,15 @@ class SampledEstimate:
     history: list[ConvergenceStep]
     modes: ThermalModes
     max_rms: float
+    new_samples: int | None = None
+    ess_pairs: float | None = None
 
     @property
     def n_samples(self) -> int:
-        """Samples used (antithetic pairs count twice): those of the last batch's record."""
+        """Samples used (antithetic pairs count twice): those of the last batch's record.
+
+        With reuse, all stored samples enter the weighted estimate; ``ess_pairs`` says what they are worth.
+        """
         return self.history[-1].n_samples
 
 
@@ -231,6 +247,19 @@ class Sampler:
             r_onsite=metrics.r_onsite(self.fc_harmonic, fc),
         )
 
+    def _estimate(self, acc: GroupedEstimator, timings: dict[str, float]) -> tuple:
+        """Symmetrized estimate, its observables, leave-one-group-out observables, L2 and its jackknife error."""
+        t0 = time.perf_counter()
+        fc = self._finalize(acc.estimate(), acc.already_symmetric, timings)
+        full = self._values(fc)
+        l2 = metrics.l2_shift(self.freqs_harmonic, full.freqs)
+        jk = [self._values(self._finalize(acc.estimate(g), acc.already_symmetric, timings))
+              for g in range(acc.n_groups)]
+        se = jackknife([metrics.l2_shift(self.freqs_harmonic, o.freqs) for o in jk]) if acc.groups_filled \
+            else float("inf")
+        timings["estimate"] = timings.get("estimate", 0.0) + time.perf_counter() - t0
+        return fc, full, jk, l2, se
+
     # -- sampling at fixed force constants --------------------------------------
     def sample(
         self,
@@ -282,15 +311,7 @@ class Sampler:
             acc.add(u, values)
             timings[acc.add_timing] = timings.get(acc.add_timing, 0.0) + time.perf_counter() - t1
             n_pairs += batch
-            t0 = time.perf_counter()
-            fc = self._finalize(acc.estimate(), acc.already_symmetric, timings)
-            full = self._values(fc)
-            l2 = metrics.l2_shift(self.freqs_harmonic, full.freqs)
-            jk = [self._values(self._finalize(acc.estimate(g), acc.already_symmetric, timings))
-                  for g in range(acc.n_groups)]
-            se = jackknife([metrics.l2_shift(self.freqs_harmonic, o.freqs) for o in jk]) if acc.groups_filled \
-                else float("inf")
-            timings["estimate"] = timings.get("estimate", 0.0) + time.perf_counter() - t0
+            fc, full, jk, l2, se = self._estimate(acc, timings)
             history.append(ConvergenceStep(2 * n_pairs, l2, se))
             self.progress(f"T={temperature:g} K: {2 * n_pairs} samples, L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
             converged = se <= max(s.target_abs, s.target_rel * abs(l2))
@@ -299,3 +320,88 @@ class Sampler:
             batch = min(n_pairs, max_pairs - n_pairs)
         rms = float(np.sqrt(sum_u2.max() / (2 * n_pairs)))
         return SampledEstimate(fc, Observables.from_jackknife(full, jk), l2, se, converged, history, modes, rms)
+
+    def sample_reweighted(
+        self,
+        store: SampleStore,
+        fc_sampling: np.ndarray,
+        temperature: float,
+        rng: np.random.Generator,
+        timings: dict[str, float],
+        pair_cap: int | None = None,
+    ) -> SampledEstimate:
+        """Estimate at the density of ``fc_sampling`` from every stored sample, drawing only what is missing.
+
+        The stored pairs are weighted for the new density (``SampleStore.weights``, balance
+        heuristic over the densities they were drawn from). The statistics follow ``sample``
+        with the effective sample size in place of the pair count: the first estimate needs
+        ESS >= ``min_pairs`` (capped as in ``sample``), a later one, when the L2 error target
+        is missed, twice the ESS, up to the cap. Pairs are drawn from the new density (and
+        stored) only while the ESS falls short; every estimate rebuilds the estimator from
+        all stored samples with their weights (timed as ``fit``; the weights as ``weights``).
+
+        Parameters
+        ----------
+        store
+            The samples of this temperature so far; new ones are added to it.
+        fc_sampling, temperature, rng, timings, pair_cap
+            As in ``sample``.
+
+        Returns
+        -------
+        SampledEstimate
+            With ``new_samples`` (potential evaluations made) and ``ess_pairs``. Its jackknife errors
+            are those of the weighted (self-normalized importance sampling) estimate: groups of pairs
+            are left out with the other pairs' weights kept, so uneven weights widen them, but the
+            densities are treated as given, although they came from earlier estimates on some of
+            the same samples.
+        """
+        s = self.settings
+        modes = thermal_modes(fc_sampling, self.masses, SoftModePolicy(s.soft_mode_floor_thz))
+        density = GaussianDensity.from_modes(fc_sampling, modes, temperature, s.quantum)
+        if density is None:  # nothing to weight (classical 0 K): plain sampling
+            store.clear()
+            return self.sample(fc_sampling, temperature, rng, timings, pair_cap)
+        acc = self.new_estimator()
+        consumes, first = acc.consumes, max(s.min_pairs, acc.min_batch_pairs)
+        cap = max(s.max_pairs if pair_cap is None else min(pair_cap, s.max_pairs), first)
+        need = min(first, cap)
+        history: list[ConvergenceStep] = []
+        new_pairs = 0
+        while True:
+            t0 = time.perf_counter()
+            weights, ess = store.weights(density)
+            timings["weights"] = timings.get("weights", 0.0) + time.perf_counter() - t0
+            while ess < need - ESS_SLACK_PAIRS:
+                m = max(math.ceil(need - ess), 1)
+                t0 = time.perf_counter()
+                u = sample_displacements(modes, temperature, m, rng, s.quantum)
+                timings["sampling"] = timings.get("sampling", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                values = self.evaluate(consumes, u)
+                timings["potential"] = timings.get("potential", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                store.add(density, u, values)
+                new_pairs += m
+                weights, ess = store.weights(density)
+                timings["weights"] = timings.get("weights", 0.0) + time.perf_counter() - t0
+            # the weights change with every density: rebuild the accumulators from all stored samples
+            t0 = time.perf_counter()
+            if acc.n_samples:
+                acc = None  # free the old normal equations before allocating the new ones
+                acc = self.new_estimator()
+            acc.add(store.displacements, store.values, np.repeat(weights, 2))
+            timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
+            fc, full, jk, l2, se = self._estimate(acc, timings)
+            history.append(ConvergenceStep(2 * store.n_pairs, l2, se))
+            self.progress(f"T={temperature:g} K: {2 * store.n_pairs} samples ({2 * new_pairs} new, "
+                          f"effective {2 * ess:.0f}), L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
+            converged = se <= max(s.target_abs, s.target_rel * abs(l2))
+            if converged or ess >= cap - ESS_SLACK_PAIRS:
+                break
+            need = min(2 * ess, cap)
+        u = store.displacements
+        w = np.repeat(weights, 2)
+        rms = float(np.sqrt(((u**2).sum(axis=2) * w[:, None]).sum(axis=0).max() / w.sum()))
+        return SampledEstimate(fc, Observables.from_jackknife(full, jk), l2, se, converged, history, modes, rms,
+                               new_samples=2 * new_pairs, ess_pairs=ess)

@@ -69,6 +69,14 @@ class SSCHASettings:
         ``sc_stall_iterations`` iterations.
     acoustic_sum_rule
         None: impose it when the harmonic force constants obey it.
+    sc_reuse_samples
+        Self-consistent only (ignored by the one-shot): keep every sample drawn at a temperature
+        and reuse it in later iterations by importance reweighting (``sscha.reuse``; weights
+        p_new / q with q the mixture of the densities the samples came from). An iteration draws
+        new pairs only while the effective sample size (Kong-Liu, in pairs) is below what it needs
+        (``sc_coarse_pairs``, or ``min_pairs`` doubling to ``max_pairs`` with full statistics), and
+        the estimators are rebuilt from all samples with their weights (weighted least squares /
+        weighted mean). False: every iteration draws fresh samples (the loop before reuse).
     """
 
     estimator: Literal["force_fit", "hessian"] = "force_fit"
@@ -89,6 +97,7 @@ class SSCHASettings:
     acoustic_sum_rule: bool | None = None
     symprec: float = 1e-4
     seed: int = 0
+    sc_reuse_samples: bool = True
 
     def __post_init__(self) -> None:
         if self.estimator not in ("force_fit", "hessian"):
