@@ -22,9 +22,10 @@ class GridEinstein(Calculator):
 
     implemented_properties = ["energy", "forces"]  # noqa: RUF012
 
-    def __init__(self, k: dict[str, float] | None = None) -> None:
+    def __init__(self, k: dict[str, float] | None = None, lam: dict[str, float] | None = None) -> None:
         super().__init__()
         self.k = K if k is None else k
+        self.lam = LAM if lam is None else lam
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -32,7 +33,7 @@ class GridEinstein(Calculator):
         u = pos - (A / 2) * np.rint(pos / (A / 2))
         sym = self.atoms.get_chemical_symbols()
         k = np.array([self.k[s] for s in sym])[:, None]
-        lam = np.array([LAM[s] for s in sym])[:, None]
+        lam = np.array([self.lam[s] for s in sym])[:, None]
         self.results["energy"] = float((k * u**2 / 2 + lam * u**4 / 4).sum())
         self.results["forces"] = -(k * u + lam * u**3)
 
@@ -151,3 +152,23 @@ def test_self_consistent_loop_gives_up_when_it_stalls():
     best = int(np.argmin(changes))
     assert len(changes) - 1 - best >= settings.sc_stall_iterations
     assert any("stalled" in note for note in t.sampling_notes)
+
+
+@pytest.mark.parametrize("temperature", [50.0, 300.0])
+def test_default_settings_reach_the_exact_answer_on_a_two_species_quartic_crystal(temperature):
+    """CsCl lattice, Cs and Cl quartic oscillators, 3x3x3 supercell, default settings (the issue's case)."""
+    springs, quartic = {"Cs": 2.0, "Cl": 3.0}, {"Cs": 20.0, "Cl": 15.0}
+    cscl = Structure.from_spacegroup(221, Lattice.cubic(A), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = run_temperature_phonons(cscl, GridEinstein(springs, quartic), [temperature], [3, 3, 3],
+                                     SSCHASettings(seed=1))
+    t = result.temperatures[0]
+    fc = np.array(t.force_constants)
+    sc_cell = phonopy_from_result(result, fc).supercell
+    exact = {s: springs[s] + 3 * quartic[s] * quantum_u2(springs[s], m, temperature)
+             for s, m in zip(sc_cell.symbols, sc_cell.masses, strict=True)}
+    onsite = np.array([np.trace(fc[i, i]) / 3 / exact[s] - 1 for i, s in enumerate(sc_cell.symbols)])
+    assert np.abs(onsite).max() < 0.02, onsite  # every on-site force constant within 2 %
+    w0 = np.array([np.sqrt(springs[s] / m) for s, m in zip(sc_cell.symbols, sc_cell.masses, strict=True)])
+    w_t = np.array([np.sqrt(exact[s] / m) for s, m in zip(sc_cell.symbols, sc_cell.masses, strict=True)])
+    l2_exact = np.linalg.norm(w_t - w0) / np.linalg.norm(w0)
+    assert abs(t.l2_shift - l2_exact) < 3 * t.l2_stderr, (t.l2_shift, t.l2_stderr, l2_exact)
