@@ -322,3 +322,49 @@ def test_calculators_module_exports_error_types():
     assert issubclass(potentials.ModelError, RuntimeError)
     assert issubclass(potentials.CalculatorError, RuntimeError)
     assert issubclass(InputError, ValueError)
+
+
+def test_non_finite_coordinates_are_refused_before_any_c_library(tmp_path):
+    from tdph_workflows.engine import run_temperature_phonons
+
+    cu = Structure(Lattice.cubic(3.6), ["Cu", "Cu"], [[0, 0, 0], [0.5, 0.5, 0.0]])
+    cu.replace(1, "Cu", [np.nan, 0.5, 0.0])
+    with pytest.raises(InputError, match=r"Cu-nan: non-finite coordinates .* site\(s\) 1"):
+        run_temperature_phonons(cu, "emt", [300.0], material_id="Cu-nan")
+    ph = to_phonopy_atoms(Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]]))
+    ph.cell = np.array([[3.6, 0, 0], [0, np.inf, 0], [0, 0, 3.6]])
+    with pytest.raises(InputError, match="lattice has non-finite"):
+        to_phonopy_atoms(ph, "box")
+
+
+def test_db_stop_never_signals_a_process_that_is_not_the_server(tmp_path):
+    import subprocess
+    import sys
+
+    from tdph_workflows.campaign.database import EmbeddedDatabase
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        db = EmbeddedDatabase(tmp_path, 29999)
+        tmp_path.mkdir(exist_ok=True)
+        db.pid_file.write_text(f"{bystander.pid} 29999\n")  # a stale pid file naming a reused pid
+        assert db.status()["pid"] is None
+        db.stop(timeout=2)
+        assert bystander.poll() is None  # still alive
+    finally:
+        bystander.kill()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "Al", "--calculator", "emt", "--max-samples", "0"], "--max-samples must be at least 4"),
+    (["campaign", "submit", "x.cif", "--limit", "0"], "--limit must be at least 1"),
+    (["campaign", "submit", "x.cif", "--limit", "-2"], "--limit must be at least 1"),
+    (["campaign", "submit", "x.cif", "--chunk-size", "0"], "--chunk-size must be at least 1"),
+])
+def test_counts_below_one_are_refused_by_name(args, message):
+    from typer.testing import CliRunner
+
+    from tdph_workflows.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output

@@ -49,6 +49,20 @@ def _port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _is_server(pid: int) -> bool:
+    """True when ``pid`` runs the SecantusDB server (its command line names the executable)."""
+    proc = Path(f"/proc/{pid}/cmdline")
+    try:
+        if proc.parent.parent.is_dir() and Path("/proc/self").exists():
+            cmdline = proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        else:  # no procfs (macOS): ask ps
+            cmdline = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
+                                     check=False).stdout
+    except OSError:
+        return False
+    return "secantus" in cmdline
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -97,7 +111,8 @@ class EmbeddedDatabase:
             pid = int(self.pid_file.read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return None
-        return pid if _pid_alive(pid) else None
+        # a stale pid file may name a pid the system has since given to another process: never signal that
+        return pid if _pid_alive(pid) and _is_server(pid) else None
 
     def ping(self, timeout_ms: int = 1000) -> bool:
         """True when a server answers a ping at ``uri`` within ``timeout_ms``."""

@@ -41,6 +41,10 @@ def submit_cmd(
     if not mdr_dir and not structures:
         console.print("[red]error:[/red] give STRUCTURES or --mdr-dir")
         raise typer.Exit(2)
+    for name, value in (("--limit", limit), ("--sample", sample), ("--chunk-size", chunk_size)):
+        if value is not None and value < 1:
+            console.print(f"[red]error:[/red] {name} must be at least 1, got {value}")
+            raise typer.Exit(2)
     mdr = mdr_items(mdr_dir, max_atoms, None if sample else limit) if mdr_dir else []
     if sample:
         import random

@@ -101,6 +101,8 @@ def run_cmd(
         smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
         if smat is not None and len(smat) not in (3, 9):
             raise ValueError(f"--supercell needs 3 or 9 integers, got {supercell!r}")
+        if max_samples is not None and max_samples < 4:
+            raise ValueError(f"--max-samples must be at least 4 (two antithetic pairs), got {max_samples}")
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
                                  max_pairs=None if max_samples is None else max(2, max_samples // 2),
                                  soft_mode_floor_thz=soft_mode_floor, seed=seed)

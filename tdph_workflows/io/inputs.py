@@ -19,7 +19,7 @@ from ..core import phonons
 from ..core.phonons import perpendicular_widths
 from ..schemas import HarmonicResult, TDPHResult
 from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
-from .structures import InputError, default_supercell_matrix, load_structure, to_phonopy_atoms
+from .structures import InputError, check_finite_cell, default_supercell_matrix, load_structure, to_phonopy_atoms
 
 # Smallest perpendicular width (A) of a supercell used for thermal sampling. Narrower cells make an
 # atom move in lock-step with its own near images, and sample a handful of q-points only: SiC
@@ -65,7 +65,10 @@ def resolve_input(structure: StructureLike, material_id: str | None):
             structure = load_structure(path)
             material_id = material_id or path.stem
     if isinstance(structure, MDREntry):
-        return structure.unitcell, structure.supercell_matrix, structure.primitive_matrix, material_id or structure.material_id
+        material_id = material_id or structure.material_id
+        unitcell = structure.unitcell
+        check_finite_cell(np.asarray(unitcell.cell, float), np.asarray(unitcell.scaled_positions, float), material_id)
+        return unitcell, structure.supercell_matrix, structure.primitive_matrix, material_id
     unitcell = to_phonopy_atoms(structure, material_id)
     return unitcell, None, "auto", material_id
 

@@ -29,8 +29,18 @@ def load_structure(path: str | Path) -> Structure:
 
 
 def to_phonopy_atoms(structure: Structure | Atoms | PhonopyAtoms, name: str | None = None) -> PhonopyAtoms:
-    """Validate and convert; atom order is kept exactly as given."""
+    """Validate and convert; atom order is kept exactly as given.
+
+    Raises
+    ------
+    InputError
+        Naming the structure and the reason: no atoms, disorder, too many atoms, non-finite or
+        degenerate lattice or coordinates (checked before any C library such as spglib sees them:
+        a NaN coordinate crashed the process), overlapping sites, unknown masses.
+    """
     if isinstance(structure, PhonopyAtoms):
+        check_finite_cell(np.asarray(structure.cell, float), np.asarray(structure.scaled_positions, float),
+                          name or "input")
         return structure
     if isinstance(structure, Atoms):
         structure = AseAtomsAdaptor.get_structure(structure)
@@ -43,7 +53,8 @@ def to_phonopy_atoms(structure: Structure | Atoms | PhonopyAtoms, name: str | No
         raise InputError(f"{name}: partial occupancy (disordered sites) is not supported; order the structure first")
     if len(structure) > MAX_UNITCELL_ATOMS:
         raise InputError(f"{name}: {len(structure)} atoms in the cell, more than the limit of {MAX_UNITCELL_ATOMS}")
-    if structure.volume < 1e-3 or not np.isfinite(structure.lattice.matrix).all():
+    check_finite_cell(structure.lattice.matrix, structure.frac_coords, name)
+    if structure.volume < 1e-3:
         raise InputError(f"{name}: degenerate lattice (volume {structure.volume:.3g} A^3)")
     dmin = structure.distance_matrix[np.triu_indices(len(structure), 1)].min() if len(structure) > 1 else np.inf
     if dmin < 0.5:
@@ -56,6 +67,15 @@ def to_phonopy_atoms(structure: Structure | Atoms | PhonopyAtoms, name: str | No
         )
     except RuntimeError as exc:  # phonopy has no mass for Po, At, Rn, Fr, Ra, Pu and heavier
         raise InputError(f"{name}: element without a known atomic mass, not supported ({exc})") from exc
+
+
+def check_finite_cell(lattice: np.ndarray, fractional: np.ndarray, name: str) -> None:
+    """``InputError`` naming the structure when the lattice or any coordinate is NaN or infinite."""
+    if not np.isfinite(lattice).all():
+        raise InputError(f"{name}: the lattice has non-finite entries (NaN or inf)")
+    bad = np.flatnonzero(~np.isfinite(fractional).all(axis=1))
+    if bad.size:
+        raise InputError(f"{name}: non-finite coordinates (NaN or inf) on site(s) {', '.join(map(str, bad[:5]))}")
 
 
 def phonopy_to_ase(atoms: PhonopyAtoms) -> Atoms:
