@@ -87,6 +87,29 @@ def _wyckoffs(unitcell: PhonopyAtoms, symprec: float) -> list[str]:
     return list(data.wyckoffs) if data is not None else ["?"] * len(unitcell)
 
 
+def nearest_neighbour_distances(cell: PhonopyAtoms) -> np.ndarray:
+    """Distance (A) from each atom of a cell to its nearest neighbour, periodic images included."""
+    from ase.neighborlist import neighbor_list
+
+    atoms = phonopy_to_ase(cell)
+    cutoff = 3.0
+    while True:  # grow the search radius until every atom has a neighbour (sparse structures)
+        first, dist = neighbor_list("id", atoms, cutoff)
+        if len(np.unique(first)) == len(atoms):
+            return np.array([dist[first == i].min() for i in range(len(atoms))])
+        cutoff *= 2
+
+
+def lindemann_ratio(phonon: Phonopy, fc: np.ndarray, temperature: float, nearest: np.ndarray) -> float:
+    """Largest, over atoms, 3D rms thermal displacement sampled from ``fc`` over the nearest-neighbour distance.
+
+    Measured with DFT force constants at 300 K: 0.08-0.10 for NaCl, KCl, KBr, CsCl, CsF, RbI (whose
+    rms displacements reach 0.36 A), 0.06 for Si; crystals melt near 0.15-0.2 in this convention.
+    """
+    msd = phonons.mean_square_displacements(phonon, fc, temperature, phonons.commensurate_qpoints(phonon))
+    return float(np.max(np.sqrt(msd) / nearest))
+
+
 def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum, unitcell: PhonopyAtoms,
                           wyckoffs: list[str], site_of_atom: np.ndarray, keep_fc: bool) -> TemperatureResult:
     """Per-site R_onsite (mean over each unit-cell site's supercell images) and the rest of the outcome."""
@@ -327,6 +350,7 @@ def renormalize(
     engine = OneShotSSCHA(phonon, stage.force_constants, model.forces, model.hessian, settings, progress,
                           reference_forces=stage.reference_forces)
     wyckoffs = _wyckoffs(stage.unitcell, settings.symprec)
+    nearest = nearest_neighbour_distances(phonon.primitive)
     site_of_atom = np.array([supercell.u2u_map[i] for i in supercell.s2u_map])
 
     results = []
@@ -336,8 +360,11 @@ def renormalize(
         t0 = time.perf_counter()
         spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies)
         outcome.timings["observables"] = time.perf_counter() - t0
-        results.append(_temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom,
-                                             keep_force_constants))
+        doc = _temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom, keep_force_constants)
+        # what was sampled: Phi_HA for the one-shot, about Phi(T) at a self-consistent fixed point
+        sampled_fc = outcome.force_constants if outcome.sc_converged else stage.force_constants
+        doc.lindemann_ratio = lindemann_ratio(phonon, sampled_fc, temp, nearest)
+        results.append(doc)
     timings = dict(stage.timings)
     timings["symmetry_setup"] = engine.time_symmetry_setup
     timings["symfc_basis"] = engine.time_basis

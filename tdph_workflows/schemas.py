@@ -76,6 +76,9 @@ class TemperatureResult(BaseModel):
     n_imaginary_sampled: int = Field(description="Imaginary modes of the sampling force constants")
     n_floored: int = Field(description="Modes sampled at the soft-mode floor")
     max_rms_displacement: float = Field(description="Largest per-atom rms displacement of the samples (A)")
+    lindemann_ratio: float | None = Field(
+        None, description="Largest 3D rms thermal displacement sampled over the atom's nearest-neighbour distance "
+        "(harmonic, commensurate q-points; ~0.1 for alkali halides at 300 K, melting near 0.15-0.2)")
     sampling_notes: list[str]
     potential_calls: dict[str, int]
     timings: dict[str, float] = Field(description="Wall seconds per stage")

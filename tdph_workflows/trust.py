@@ -29,8 +29,10 @@ from .schemas import TDPHResult, TemperatureResult, TrustGrade
 GRADES = ("A", "B", "C", "F")
 IMAGINARY_THZ = -0.1  # below this a mode counts as imaginary (the spectra's own n_imaginary rule)
 MAX_DFT_DEVIATION = 0.20  # the paper's outlier rule: ||w_model - w_DFT|| / ||w_DFT|| above 20 %
-# per-atom rms displacement beyond which samples leave the regime a harmonic reference describes
-# (Lindemann-like, ~10 % of a 2.5 A bond; core.sscha.LARGE_RMS_DISPLACEMENT)
+# 3D rms thermal displacement over the nearest-neighbour distance beyond which samples leave the harmonic
+# regime: 0.08-0.10 for stable alkali halides at 300 K (DFT force constants), crystals melt near 0.15-0.2
+MAX_LINDEMANN_RATIO = 0.15
+# fallback for documents without the ratio (absolute rms; flags stable alkali halides, whose rms reach 0.36 A)
 MAX_RMS_DISPLACEMENT = 0.25
 # engine.THERMAL_SAMPLING_TOLERANCE is what widening aims at; a cell still above it (too many atoms to
 # widen) over-samples thermal displacements
@@ -93,9 +95,14 @@ def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
         else:
             fail("B", "stabilized", f"harmonic reference unstable (min {harmonic_min:.2f} THz), stable at "
                  f"{t.temperature:g} K after self-consistency")
-    if t.max_rms_displacement > MAX_RMS_DISPLACEMENT:
+    lindemann = getattr(t, "lindemann_ratio", None)
+    if lindemann is not None:
+        if lindemann > MAX_LINDEMANN_RATIO:
+            fail("C", "large_displacements", f"rms displacement {100 * lindemann:.0f} % of the nearest-neighbour "
+                 f"distance (> {100 * MAX_LINDEMANN_RATIO:.0f} %, near melting): beyond the harmonic regime")
+    elif t.max_rms_displacement > MAX_RMS_DISPLACEMENT:  # documents stored before the Lindemann ratio
         fail("C", "large_displacements", f"rms displacement up to {t.max_rms_displacement:.2f} A "
-                 f"(> {MAX_RMS_DISPLACEMENT} A): beyond the harmonic regime")
+             f"(> {MAX_RMS_DISPLACEMENT} A): beyond the harmonic regime")
     if not t.converged:
         fail("C", "error_target", f"error target not met: L2 shift {100 * t.l2_shift:.1f} +- "
                  f"{100 * t.l2_stderr:.1f} % after {t.n_samples} samples")

@@ -32,6 +32,7 @@ def codes(result, **changes) -> list[str]:
 
 def test_engine_grades_every_temperature(copper):
     t = copper.temperatures[0]
+    assert 0.03 < t.lindemann_ratio < 0.15  # copper at 300 K is far from melting
     assert t.trust is not None and copper.trust is not None
     assert t.trust.grade == "B" and t.trust.codes == ["one_shot"]  # stable, converged, but one-shot
     assert copper.trust.grade == worst(x.trust.grade for x in copper.temperatures)
@@ -46,7 +47,9 @@ def test_each_check_sets_its_grade(copper):
     assert "unstable_at_T" in codes(copper, spectrum__min_frequency=-2.0, t__self_consistent_converged=True)
     stabilized = codes(copper, harmonic__min_frequency=-1.0, t__self_consistent_converged=True)
     assert stabilized == ["stabilized"]
-    assert codes(copper, t__max_rms_displacement=0.4)[0] == "large_displacements"
+    assert codes(copper, t__lindemann_ratio=0.2)[0] == "large_displacements"
+    assert "large_displacements" not in codes(copper, t__max_rms_displacement=0.4)  # 0.4 A can be fine: ratio rules
+    assert codes(copper, t__lindemann_ratio=None, t__max_rms_displacement=0.4)[0] == "large_displacements"
     assert codes(copper, t__converged=False)[0] == "error_target"
     assert "supercell_extended" in codes(copper, supercell_extended_by=[2, 2, 1])
     far = DFTReference(mae_thz=2.0, relative_deviation=0.35, min_frequency_dft=1.0)
@@ -57,7 +60,7 @@ def test_each_check_sets_its_grade(copper):
 
 def test_grades_order_worst_first(copper):
     r = copper.model_copy(deep=True)
-    r.temperatures[0].max_rms_displacement = 0.4
+    r.temperatures[0].lindemann_ratio = 0.2
     r.harmonic.min_frequency = -1.0
     grade_result(r)
     assert r.trust.grade == "F"

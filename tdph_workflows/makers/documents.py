@@ -32,6 +32,7 @@ class TemperatureSummary(BaseModel):
     n_samples: int
     converged: bool
     max_rms_displacement: float
+    lindemann_ratio: float | None = Field(None, description="3D rms displacement / nearest-neighbour distance")
     grade: str = Field("", description="Trust grade at this temperature: A, B, C or F ('' for ungraded results)")
     grade_reasons: list[str] = Field(default_factory=list, description="'<grade> <code>: <why>', worst first")
 
@@ -77,7 +78,7 @@ class MaterialSummary(BaseModel):
                     r_full_robust=t.r_full_robust, r_onsite_max=t.r_onsite_max, sites=t.sites,
                     min_frequency=t.spectrum.min_frequency, n_imaginary=t.spectrum.n_imaginary,
                     n_samples=t.n_samples, converged=t.converged, max_rms_displacement=t.max_rms_displacement,
-                    grade=t.trust.grade if t.trust else "", grade_reasons=t.trust.reasons if t.trust else [],
+                    lindemann_ratio=t.lindemann_ratio, grade=t.trust.grade if t.trust else "", grade_reasons=t.trust.reasons if t.trust else [],
                 )
                 for t in result.temperatures
             ],
