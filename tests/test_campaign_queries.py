@@ -124,8 +124,10 @@ def test_rows_as_csv(tmp_path):
 
 
 def test_demo_structures_are_written_as_cifs(tmp_path):
-    items = queries.write_demo_structures(tmp_path)
-    assert [i.material_id for i in items] == list(queries.DEMO_MATERIALS)
+    from tdph_workflows.campaign.submit import DEMO_MATERIALS, write_demo_structures
+
+    items = write_demo_structures(tmp_path)
+    assert [i.material_id for i in items] == list(DEMO_MATERIALS)
     for item in items:
         assert Structure.from_file(item.source).composition.reduced_formula == item.material_id
 

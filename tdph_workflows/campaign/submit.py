@@ -117,3 +117,39 @@ def submit(
             registry.register(coll, c["key"], c["material_id"], c["source"], campaign)
         n_fw += 1
     return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw, keys=sorted(seen))
+
+
+DEMO_MATERIALS = {  # (spacegroup, lattice constant, species, coordinates): the code builds them itself
+    "NaCl": (225, 5.60, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "KCl": (225, 6.29, ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "MgO": (225, 4.21, ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "CsCl": (221, 4.07, ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "SrTiO3": (221, 3.905, ["Sr", "Ti", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]),
+    "KMgF3": (221, 3.99, ["K", "Mg", "F"], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]),
+    "Si": (227, 5.43, ["Si"], [[0, 0, 0]]),
+    "CaF2": (225, 5.46, ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+}
+
+
+def write_demo_structures(out: str | Path) -> list[Item]:
+    """Write the built-in demo materials as CIFs under ``out/structures`` and return them as campaign items.
+
+    Parameters
+    ----------
+    out
+        The demo's output folder.
+
+    Returns
+    -------
+    list of Item
+        One item per entry of :data:`DEMO_MATERIALS`, with the CIF's absolute path as source.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    items = []
+    for name, (sg, a, species, coords) in DEMO_MATERIALS.items():
+        path = Path(out) / "structures" / f"{name}.cif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Structure.from_spacegroup(sg, Lattice.cubic(a), species, coords).to(filename=str(path))
+        items.append(Item(name, str(path.resolve())))
+    return items

@@ -124,9 +124,9 @@ def demo_cmd(
     out: Annotated[Path, typer.Option(help="Folder for the ranked table (CSV)")] = Path("tdph_out/demo"),
 ) -> None:
     """The README's main job: embedded database, a small campaign, two local workers, a ranked table."""
-    from ..campaign.queries import query_rows, write_demo_structures, write_dispersion_plots, write_ranked_csv
+    from ..campaign.queries import query_rows, write_dispersion_plots, write_ranked_csv
     from ..campaign.settings import resolve
-    from ..campaign.submit import mdr_items, submit
+    from ..campaign.submit import mdr_items, submit, write_demo_structures
     from ..campaign.worker import start_workers
 
     db = resolve(None)

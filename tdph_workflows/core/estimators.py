@@ -11,6 +11,14 @@ one interface (``GroupedEstimator``: ``consumes``, ``add``, ``estimate``).
   Hessian (~3N force calls). With translation invariance the fit is done in
   symfc's symmetry-adapted basis (space group, permutation and sum rule built
   in); otherwise (e.g. on-site model potentials) a plain 3N x 3N least squares.
+
+Both take optional importance weights per sample (``add(u, values, weights)``; equal within a
+pair): the Hessian average becomes sum w H / sum w per group and the fit a weighted least
+squares (per-group X^T W X and X^T W F). The self-consistent loop's sample reuse
+(``sscha.reuse``) rebuilds an estimator from all stored samples whenever the weights change.
+The leave-one-group-out jackknife then estimates the error of the weighted (self-normalized
+importance sampling) estimate: uneven weights widen it, as they should, but the weights are
+taken as given, not re-estimated without the left-out group.
 """
 
 from __future__ import annotations
@@ -187,8 +195,10 @@ class ForceRegression(GroupedEstimator):
         n = len(displacements)
         d = np.ascontiguousarray(displacements.reshape(n, -1), dtype=float)
         f = np.ascontiguousarray(forces.reshape(n, -1), dtype=float)
-        if weights is not None:
-            root = np.sqrt(np.asarray(weights, float))[:, None]
+        weighted = weights is not None
+        if weighted:
+            w = np.asarray(weights, float)
+            root = np.sqrt(w)[:, None]
             d, f = np.ascontiguousarray(d * root), np.ascontiguousarray(f * root)
         # All pairs of one jackknife group in this batch go through one normal-equation call:
         # the sums are linear in the samples, so the result is the same, but symfc's
@@ -199,6 +209,10 @@ class ForceRegression(GroupedEstimator):
         for g, sl in self._split_pairs(n):
             rows.setdefault(g, []).extend(range(sl.start, sl.stop))
         for g, idx in rows.items():
+            if weighted:  # samples of weight 0 add nothing: skip their (per-sample) basis products
+                idx = [i for i in idx if w[i] > 0]
+                if not idx:
+                    continue
             if self.uses_symfc:
                 xtx, xty = prepare_normal_equation_O2(d[idx], f[idx], self.basis)
                 self._xtx[g] += xtx

@@ -9,8 +9,11 @@ error meets the target or the cap is hit.
 * ``sampler``: ``Sampler.sample`` draws at fixed sampling force constants -> ``SampledEstimate``.
 * ``runner``: ``TemperatureRun``, one self-consistent iteration per ``next()``;
   ``OneShotSSCHA.run_temperature`` runs it to the end.
+* ``reuse``: ``SampleStore`` keeps a temperature's samples and weights them for a new
+  sampling density (self-consistent ``sc_reuse_samples``; ``Sampler.sample_reweighted``).
 """
 
+from .reuse import GaussianDensity, SampleStore
 from .runner import Iteration, OneShotSSCHA, TemperatureOutcome, TemperatureRun
 from .sampler import ConvergenceStep, ForcesFn, HessianFn, Observables, Progress, SampledEstimate, Sampler
 from .settings import LARGE_RMS_DISPLACEMENT, SSCHASettings, fixed_point_z
@@ -19,12 +22,14 @@ __all__ = [
     "LARGE_RMS_DISPLACEMENT",
     "ConvergenceStep",
     "ForcesFn",
+    "GaussianDensity",
     "HessianFn",
     "Iteration",
     "Observables",
     "OneShotSSCHA",
     "Progress",
     "SSCHASettings",
+    "SampleStore",
     "SampledEstimate",
     "Sampler",
     "TemperatureOutcome",

@@ -32,6 +32,10 @@ _DEFAULT_SETTINGS = SSCHASettings()
 # an effective sample size within half a pair of what an estimate needs counts as enough: the ESS of
 # reweighted pairs is a real number and would otherwise ask for one more pair over rounding
 ESS_SLACK_PAIRS = 0.5
+# stored pairs weighted below this fraction of the largest weight are left out of the rebuilt estimator
+# (all of them together move it by less than n_pairs x 1e-10 of one pair's influence): after a large
+# move most old pairs are there, and the fit's basis products cost per sample
+NEGLIGIBLE_WEIGHT = 1e-10
 
 
 @dataclass
@@ -390,7 +394,9 @@ class Sampler:
             if acc.n_samples:
                 acc = None  # free the old normal equations before allocating the new ones
                 acc = self.new_estimator()
-            acc.add(store.displacements, store.values, np.repeat(weights, 2))
+            w = np.repeat(weights, 2)
+            w[w < NEGLIGIBLE_WEIGHT * w.max()] = 0.0  # their fit cost, not their influence, would count
+            acc.add(store.displacements, store.values, w)
             timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
             fc, full, jk, l2, se = self._estimate(acc, timings)
             history.append(ConvergenceStep(2 * store.n_pairs, l2, se))
@@ -401,7 +407,6 @@ class Sampler:
                 break
             need = min(2 * ess, cap)
         u = store.displacements
-        w = np.repeat(weights, 2)
         rms = float(np.sqrt(((u**2).sum(axis=2) * w[:, None]).sum(axis=0).max() / w.sum()))
         return SampledEstimate(fc, Observables.from_jackknife(full, jk), l2, se, converged, history, modes, rms,
                                new_samples=2 * new_pairs, ess_pairs=ess)
