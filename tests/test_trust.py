@@ -111,3 +111,29 @@ def test_a_cell_that_oversamples_soft_modes_is_widened_where_its_q_points_are_co
     # a cell that samples well is left alone
     cubic = harmonic_stage(bulk("Al", "fcc", a=4.05), "emt", supercell_matrix=[3, 3, 3], min_supercell_width=0)
     assert cubic.supercell_extended_by is None and cubic.thermal_sampling_ratio <= THERMAL_SAMPLING_TOLERANCE
+
+
+@pytest.mark.data
+def test_too_few_samples_for_a_low_symmetry_basis_means_more_samples_not_garbage(mdr_dir):
+    """SiC mp-570690 (R3m, 54 atoms): 16 pairs leave 5 of the 954 symmetry-adapted parameters free.
+
+    symfc's solver dropped LAPACK's status and returned garbage force constants: a 99 % "shift" at
+    1 K with exactly harmonic forces. Now the sampler draws more until the fit is determined.
+    """
+    from tdph_workflows.core import phonons
+    from tdph_workflows.core.sscha import OneShotSSCHA
+    from tdph_workflows.io.mdr import load_mdr_entry
+
+    entry = load_mdr_entry(mdr_dir / "raw_lt20atoms" / "materials-id-570690-sic-r3m-160.tar.lzma")
+    ph = phonons.build_phonopy(entry.unitcell, entry.supercell_matrix, entry.primitive_matrix)
+    fc = entry.dft_force_constants()
+    pos0 = np.array(ph.supercell.positions)
+
+    def harmonic_forces(positions):
+        return -np.einsum("ijab,njb->nia", fc, np.asarray(positions) - pos0[None])
+
+    engine = OneShotSSCHA(ph, fc, harmonic_forces, settings=SSCHASettings(quantum=False, seed=0),
+                          reference_forces=np.zeros_like(pos0))
+    out = engine.run_temperature(300.0)
+    assert out.l2_shift < 1e-6 and np.abs(out.force_constants - fc).max() < 1e-6  # a harmonic crystal: no shift
+    assert out.n_samples > 32  # 16 pairs were not enough for this basis

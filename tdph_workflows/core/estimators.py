@@ -27,9 +27,9 @@ from abc import ABC, abstractmethod
 from typing import Literal
 
 import numpy as np
+from scipy.linalg import get_lapack_funcs
 from symfc.basis_sets import FCBasisSetO2
 from symfc.solvers.solver_O2 import prepare_normal_equation_O2
-from symfc.utils.solver_funcs import solve_linear_equation
 from symfc.utils.utils import SymfcAtoms
 
 
@@ -241,7 +241,14 @@ class ForceRegression(GroupedEstimator):
             xty += self._xty[g]
         n = self.n_atoms
         if self.uses_symfc:
-            coefs = solve_linear_equation(xtx, xty)
+            # symfc's solve_linear_equation is this LAPACK posv call but drops its status: with too few
+            # independent samples for the basis (SiC mp-570690, 954 parameters, 16 pairs) it returned
+            # force constants that were pure garbage, and a 76 % "shift"
+            (posv,) = get_lapack_funcs(("posv",), (xtx, xty))
+            _, coefs, info = posv(xtx, xty, lower=False, overwrite_a=False, overwrite_b=False)
+            if info != 0:
+                raise UnderdeterminedFit(f"the samples do not determine the {len(xty)} symmetry-adapted "
+                                         f"force-constant parameters (normal matrix singular at row {info})")
             fc = self.basis.compression_matrix @ (self.basis.blocked_basis_set @ coefs)
             return np.asarray(fc).reshape(n, n, 3, 3)
         # F = -Phi u  =>  sum u F^T = -sum u u^T Phi^T
@@ -249,6 +256,10 @@ class ForceRegression(GroupedEstimator):
             raise ValueError(f"force fit without symmetry basis needs >= {3 * n} independent samples")
         phi = -np.linalg.solve(xtx, xty).T
         return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+class UnderdeterminedFit(ValueError):
+    """The samples so far do not determine the force constants: more samples are needed."""
 
 
 def symfc_basis(cell: np.ndarray, frac: np.ndarray, numbers: np.ndarray) -> FCBasisSetO2:

@@ -16,7 +16,14 @@ import numpy as np
 from phonopy import Phonopy
 
 from .. import metrics
-from ..estimators import ForceRegression, GroupedEstimator, HessianAverage, jackknife, symfc_basis
+from ..estimators import (
+    ForceRegression,
+    GroupedEstimator,
+    HessianAverage,
+    UnderdeterminedFit,
+    jackknife,
+    symfc_basis,
+)
 from ..phonons import commensurate_frequencies
 from ..sampling import SoftModePolicy, ThermalModes, is_translation_invariant, sample_displacements, thermal_modes
 from ..symmetry import SupercellSymmetry, supercell_symmetry, symmetrize
@@ -315,7 +322,15 @@ class Sampler:
             acc.add(u, values)
             timings[acc.add_timing] = timings.get(acc.add_timing, 0.0) + time.perf_counter() - t1
             n_pairs += batch
-            fc, full, jk, l2, se = self._estimate(acc, timings)
+            try:
+                fc, full, jk, l2, se = self._estimate(acc, timings)
+            except UnderdeterminedFit as exc:  # low symmetry, large cell: more samples than min_pairs needed
+                if n_pairs >= max_pairs:
+                    raise UnderdeterminedFit(f"{2 * n_pairs} samples (the cap): {exc}; raise max_pairs") from exc
+                self.progress(f"T={temperature:g} K: {2 * n_pairs} samples do not determine the force "
+                              "constants yet; drawing more")
+                batch = min(n_pairs, max_pairs - n_pairs)
+                continue
             history.append(ConvergenceStep(2 * n_pairs, l2, se))
             self.progress(f"T={temperature:g} K: {2 * n_pairs} samples, L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
             converged = se <= max(s.target_abs, s.target_rel * abs(l2))
@@ -398,7 +413,13 @@ class Sampler:
             w[w < NEGLIGIBLE_WEIGHT * w.max()] = 0.0  # their fit cost, not their influence, would count
             acc.add(store.displacements, store.values, w)
             timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
-            fc, full, jk, l2, se = self._estimate(acc, timings)
+            try:
+                fc, full, jk, l2, se = self._estimate(acc, timings)
+            except UnderdeterminedFit as exc:
+                if ess >= cap - ESS_SLACK_PAIRS:
+                    raise UnderdeterminedFit(f"{2 * store.n_pairs} samples (the cap): {exc}; raise max_pairs") from exc
+                need = min(2 * max(ess, 1.0), cap)
+                continue
             history.append(ConvergenceStep(2 * store.n_pairs, l2, se))
             self.progress(f"T={temperature:g} K: {2 * store.n_pairs} samples ({2 * new_pairs} new, "
                           f"effective {2 * ess:.0f}), L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
