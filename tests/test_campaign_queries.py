@@ -218,3 +218,15 @@ def test_trusted_grades_rank_first_and_filter(database):
     assert [r["material_id"] for r in queries.query_rows(db, grades="AB")] == ["mp-a", "mp-b"]
     assert [r["material_id"] for r in queries.query_rows(db, grades=["A", ""])] == ["mp-a", "mp-old"]
     assert queries.campaign_status(db, "g").grades == {"A": 1, "B": 1, "F": 1, "": 1}
+
+
+def test_a_setting_added_later_at_its_neutral_value_keeps_existing_keys():
+    from dataclasses import asdict
+
+    from tdph_workflows.campaign.keys import item_key
+    from tdph_workflows.core.sscha import SSCHASettings
+
+    before = {k: v for k, v in asdict(SSCHASettings()).items() if k != "sc_reuse_samples"}  # a campaign's old key
+    assert item_key("m", "f", asdict(SSCHASettings()), "x") == item_key("m", "f", before, "x")
+    reuse = asdict(SSCHASettings(self_consistent=True, sc_reuse_samples=True))
+    assert item_key("m", "f", reuse, "x") != item_key("m", "f", {**reuse, "sc_reuse_samples": False}, "x")

@@ -228,7 +228,7 @@ def test_stepping_with_reuse_records_draws_and_ess(double_well):
 def test_hessian_estimator_reuses_too(double_well):
     settings = {"quantum": False, "seed": 4, "self_consistent": True, "estimator": "hessian", "sc_max_iterations": 12}
     fresh = engine(double_well, **settings, sc_reuse_samples=False).run_temperature(300.0)
-    reused = engine(double_well, **settings).run_temperature(300.0)
+    reused = engine(double_well, **settings, sc_reuse_samples=True).run_temperature(300.0)
     assert fresh.sc_converged and reused.sc_converged
     assert reused.potential_calls["hessians"] < fresh.potential_calls["hessians"]
     assert abs(reused.l2_shift - fresh.l2_shift) < 3 * np.hypot(reused.l2_stderr, fresh.l2_stderr)
@@ -238,7 +238,7 @@ def test_hessian_estimator_reuses_too(double_well):
 
 
 def test_one_shot_ignores_reuse(stable):
-    a = engine(stable, reference=False, seed=3).temperature_run(300.0)
+    a = engine(stable, reference=False, seed=3, sc_reuse_samples=True).temperature_run(300.0)
     b = engine(stable, reference=False, seed=3, sc_reuse_samples=False).temperature_run(300.0)
     (it,) = list(a)
     list(b)
@@ -262,15 +262,16 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
     assert out.sc_new_samples == [128] * 7 and out.sc_ess_pairs == [64.0] * 7
 
 
-def test_reuse_is_the_last_setting_and_on_by_default():
+def test_reuse_is_the_last_setting_and_opt_in():
     names = [f.name for f in fields(SSCHASettings)]
-    assert names[-1] == "sc_reuse_samples" and SSCHASettings().sc_reuse_samples is True
+    assert names[-1] == "sc_reuse_samples" and SSCHASettings().sc_reuse_samples is False
     assert names[:-1][-2:] == ["symprec", "seed"]
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):
     ph, fc, forces, hessian = stable
-    settings = SSCHASettings(estimator="hessian", quantum=False, self_consistent=True, sc_max_iterations=3)
+    settings = SSCHASettings(estimator="hessian", quantum=False, self_consistent=True, sc_max_iterations=3,
+                             sc_reuse_samples=True)
     run = OneShotSSCHA(ph, fc, forces, hessian, settings).temperature_run(0.0)
     steps = list(run)  # every sample is the undistorted cell: no density to weight, Phi = Phi_HA at once
     assert run.sc_converged and run.store.n_pairs == 0

@@ -29,8 +29,17 @@ def structure_fingerprint(source: Any) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
+# settings added after campaigns existed, with the value that reproduces the earlier behaviour: left out of
+# the key at that value, so a resubmission of an existing campaign finds its results instead of recomputing
+KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False}
+
+
 def item_key(material_id: str, fingerprint: str, settings: dict, model: str) -> str:
-    """The deduplication key (24 hex): sha256 of id, structure fingerprint, settings and model id as sorted JSON."""
+    """The deduplication key (24 hex): sha256 of id, structure fingerprint, settings and model id as sorted JSON.
+
+    Settings of ``KEY_NEUTRAL_SETTINGS`` at their neutral value do not enter the key.
+    """
+    settings = {k: v for k, v in settings.items() if KEY_NEUTRAL_SETTINGS.get(k, object()) != v}
     blob = json.dumps({"id": material_id, "structure": fingerprint, "settings": settings, "model": model},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -85,7 +85,7 @@ class TemperatureRun:
     One-shot settings give a single iteration. Self-consistent ones resample from
     the mixed force constants until the fixed point holds with full statistics,
     the loop stalls or ``sc_max_iterations`` is reached (see ``SSCHASettings``).
-    With ``sc_reuse_samples`` (the default) an iteration reweights every sample drawn so far
+    With ``sc_reuse_samples`` (opt-in) an iteration reweights every sample drawn so far
     at this temperature for the new sampling force constants and draws only while the
     effective sample size falls short (``Sampler.sample_reweighted``); the fixed-point test
     and the convergence criteria are the same, on the weighted estimate and its jackknife error.
