@@ -53,7 +53,9 @@ def test_flow_maker_runs_every_step_and_routes_arrays_to_gridfs(store):
     loaded = store.get_output(raw["uuid"], load=True)
     assert is_packed(loaded["temperatures"][0]["force_constants"])  # compact binary form in GridFS
     fc = np.array(TDPHResult.from_dict(loaded).temperatures[0].force_constants)
-    assert fc.shape == (8, 8, 3, 3) and np.abs(fc.sum(axis=1)).max() < 1e-8
+    # 2x2x2 primitive Al cells are 4.68 A wide: extended x2 to the 5 A minimum width, and recorded
+    assert fc.shape == (64, 64, 3, 3) and np.abs(fc.sum(axis=1)).max() < 1e-8
+    assert TDPHResult.from_dict(loaded).supercell_extended_by == [2, 2, 2]
 
 
 def test_material_maker_matches_the_step_flow(store):
