@@ -81,13 +81,9 @@ import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # a core dependency: pins BLAS threads (see BLAS_THREADS)
 
 from .units import AMU, ANGSTROM, EV, HBAR, THZ, THZ_TO_KELVIN
-
-try:  # optional: pin BLAS threads (see BLAS_THREADS)
-    from threadpoolctl import threadpool_limits as _threadpool_limits
-except ImportError:  # pragma: no cover
-    _threadpool_limits = None
 
 CUTOFF_FREQUENCY_THZ = 1e-3
 DEGENERACY_TOL_THZ = 1e-4
@@ -216,8 +212,8 @@ def four_phonon_rates(phonon, fc4, mesh, qpoints, temperature, sigma_thz=None) -
         a coarse-mesh heuristic (pass an explicit value and check convergence for production).
     """
     ctx = contextlib.nullcontext()
-    if BLAS_THREADS is not None and _threadpool_limits is not None:
-        ctx = _threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+    if BLAS_THREADS is not None:
+        ctx = threadpool_limits(limits=BLAS_THREADS, user_api="blas")
     with ctx:
         return _four_phonon_rates(phonon, fc4, mesh, qpoints, temperature, sigma_thz)
 
