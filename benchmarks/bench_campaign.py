@@ -51,10 +51,10 @@ def main() -> None:
             report = submit(items, db, chunk_size=args.chunk_size, campaign="bench")
             t_submit = time.perf_counter() - t0
             t0 = time.perf_counter()
-            for p in start_workers(args.workers, db.uri, db.database, ["gpu", "cpu"], Path(tmp) / "runs"):
+            for p in start_workers(args.workers, db, ["gpu", "cpu"], Path(tmp) / "runs"):
                 p.wait()
             wall = time.perf_counter() - t0
-            coll = registry.collection(db.uri, db.database)
+            coll = registry.collection(db)
             done = list(coll.find({"state": "COMPLETED"}, {"wall_time": 1}))
             failed = list(coll.find({"state": "FAILED"}, {"material_id": 1, "error": 1}))
             launches = list(coll.database["launches"].find({"state": "COMPLETED"},

@@ -14,6 +14,8 @@ may change the environment between calls. Secrets are ``SecretStr`` so they neve
 ``TDPH_DB_USER/PASSWORD`` override launchpad.yaml's credentials
 ``TDPH_DB_DIR``           data folder of the embedded database server
 ``TDPH_LAUNCHPAD``        launchpad.yaml to use when ``--launchpad`` is not given
+``TDPH_WORKER_PING_SECS`` how often a worker tells the database a run is alive (default 60 s; a run
+                          silent for 3 of these may be declared lost by ``tdph campaign rerun --lost``)
 ``TDPH_PROGRESS``         show lightning's progress bar in ``tdph finetune train``
 ========================  =====================================================================
 """
@@ -46,6 +48,7 @@ class TDPHSettings(BaseSettings):
     db_password: SecretStr | None = None
     db_dir: Path | None = None
     launchpad: Path | None = None
+    worker_ping_secs: float = 60.0
     progress: bool = False
 
     def model_path_folders(self) -> list[Path]:

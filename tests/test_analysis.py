@@ -12,6 +12,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from tdph_workflows.analysis.results import crystal_system, tables
+from tdph_workflows.campaign.settings import DatabaseSettings
 
 STRONG = {"Cs": 0.45, "Rb": 0.35, "Tl": 0.40}  # planted: these elements renormalize most
 
@@ -96,7 +97,7 @@ def synthetic_db(database):
     from tdph_workflows.campaign import registry
 
     name = "test_analysis"
-    coll = registry.collection(database.uri, name)
+    coll = registry.collection(DatabaseSettings(database.uri, name, "embedded"))
     coll.delete_many({})
     for s in synthetic_summaries():
         coll.insert_one({"key": s["material_id"], "material_id": s["material_id"], "campaign": "synthetic",
@@ -239,7 +240,7 @@ def test_report_renders_in_headless_chromium_with_every_material(analysis_dir, s
 
     page = analysis_dir / "report.html"
     dom = _rendered(page.as_uri())
-    n = registry.collection(*synthetic_db).count_documents({"state": "COMPLETED"})
+    n = registry.collection(DatabaseSettings(*synthetic_db, "embedded")).count_documents({"state": "COMPLETED"})
     shown = n - len(UNTRUSTWORTHY)  # the F-graded ones are in the page, behind the grade filter
     assert dom.count("<tr data-material=") == shown
     assert f"{shown} of {n} materials" in dom and "data:image/png;base64," in dom

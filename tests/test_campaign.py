@@ -27,7 +27,7 @@ def campaign_db(database, request):
 
 
 def _run_workers(db, tmp_path, n=2):
-    for proc in start_workers(n, db.uri, db.database, ["gpu", "cpu"], tmp_path / "work", timeout=300):
+    for proc in start_workers(n, db, ["gpu", "cpu"], tmp_path / "work", timeout=300):
         assert proc.wait(timeout=400) == 0
 
 
@@ -46,7 +46,7 @@ def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_pat
 
     lp = launchpad(campaign_db)
     states = {fw["spec"]["tdph_keys"][0]: fw["state"] for fw in lp.fireworks.find({}, {"spec.tdph_keys": 1, "state": 1})}
-    coll = registry.collection(campaign_db.uri, campaign_db.database)
+    coll = registry.collection(campaign_db)
     records = {r["material_id"]: r for r in coll.find({"campaign": "t1"})}
     for el in ("Al", "Cu", "Ni"):
         assert records[el]["state"] == "COMPLETED" and states[records[el]["key"]] == "COMPLETED"
@@ -66,7 +66,7 @@ def test_chunked_mode_stores_each_material(campaign_db, tmp_path):
                     chunk_size=2, campaign="t2")
     assert report.fireworks == 2
     _run_workers(campaign_db, tmp_path, n=1)
-    coll = registry.collection(campaign_db.uri, campaign_db.database)
+    coll = registry.collection(campaign_db)
     records = list(coll.find({"campaign": "t2"}))
     assert len(records) == 4 and all(r["state"] == "COMPLETED" for r in records)
     assert len({r["job_uuid"] for r in records}) == 2  # two jobs, four individual records

@@ -51,7 +51,7 @@ def test_sigkilled_worker_is_detected_rerun_and_gives_exactly_one_result(own_db,
     db = DatabaseSettings(own_db.uri, "faults", "embedded")
     submit(_items(tmp_path, ["Cu"]), db, calculator="emt", settings=SLOW, campaign="kill")
     lp = launchpad(db)
-    (worker,) = start_workers(1, db.uri, db.database, ["gpu", "cpu"], tmp_path / "w1")
+    (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w1")
     assert _wait(lambda: lp.fireworks.count_documents({"state": "RUNNING"}) == 1, 60)
     time.sleep(1.0)
     os.kill(worker.pid, signal.SIGKILL)
@@ -60,10 +60,10 @@ def test_sigkilled_worker_is_detected_rerun_and_gives_exactly_one_result(own_db,
     time.sleep(2.0)
     _, lost_fws, _ = lp.detect_lostruns(expiration_secs=1, rerun=True)
     assert len(lost_fws) == 1 and lp.fireworks.find_one({})["state"] == "READY"
-    (worker,) = start_workers(1, db.uri, db.database, ["gpu", "cpu"], tmp_path / "w2", timeout=300)
+    (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w2", timeout=300)
     assert worker.wait(timeout=400) == 0
     assert lp.fireworks.find_one({})["state"] == "COMPLETED"
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     assert coll.count_documents({"campaign": "kill"}) == 1
     assert coll.find_one({"campaign": "kill"})["state"] == "COMPLETED"
     outputs = list(launchpad(db).db["outputs"].find({"name": {"$regex": "^tdph Cu"}}))
@@ -74,8 +74,8 @@ def test_database_restart_mid_campaign_then_rerun_finishes(own_db, tmp_path):
     db = DatabaseSettings(own_db.uri, "restart", "embedded")
     names = ["Al", "Cu", "Ni", "Ag", "Au"]
     submit(_items(tmp_path, names), db, calculator="emt", settings=FAST, campaign="restart")
-    coll = registry.collection(db.uri, db.database)
-    (worker,) = start_workers(1, db.uri, db.database, ["gpu", "cpu"], tmp_path / "w1", timeout=120)
+    coll = registry.collection(db)
+    (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w1", timeout=120)
     assert _wait(lambda: coll.count_documents({"state": "COMPLETED"}) >= 1, 120)
     own_db.stop()  # clean shutdown while the worker is busy
     time.sleep(3.0)
@@ -85,7 +85,7 @@ def test_database_restart_mid_campaign_then_rerun_finishes(own_db, tmp_path):
     lp.detect_lostruns(expiration_secs=1, rerun=True)
     for fw_id in lp.get_fw_ids({"state": "FIZZLED"}):
         lp.rerun_fw(fw_id)
-    (worker,) = start_workers(1, db.uri, db.database, ["gpu", "cpu"], tmp_path / "w2", timeout=300)
+    (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w2", timeout=300)
     assert worker.wait(timeout=400) == 0
     assert lp.fireworks.count_documents({"state": "COMPLETED"}) == len(names)
     assert coll.count_documents({"campaign": "restart"}) == len(names)

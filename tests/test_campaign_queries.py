@@ -39,7 +39,7 @@ RECORDS = {
 @pytest.fixture(scope="module")
 def registry_db(database):
     db = DatabaseSettings(database.uri, "test_campaign_queries", "env")
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     coll.delete_many({})
     for mid, (campaign, state, payload, hours) in RECORDS.items():
         rec = {"key": f"key-{mid}", "material_id": mid, "source": f"/data/{mid}.cif", "campaign": campaign,
@@ -108,7 +108,7 @@ def test_campaign_status_counts_throughput_and_failures(registry_db):
 def test_completed_summaries_feed_the_analysis_tables(registry_db):
     coll = queries.registry_of(registry_db)
     assert sorted(s["material_id"] for s in queries.completed_summaries(coll, "c1")) == ["mp-a", "mp-b"]
-    materials, sites = from_database(registry_db.uri, registry_db.database)
+    materials, sites = from_database(registry_db)
     assert sorted(materials["material_id"]) == ["mp-a", "mp-b", "mp-c"] and len(sites) == 3
 
 
@@ -142,7 +142,7 @@ def stored_db(database, tmp_path_factory):
 
     db = DatabaseSettings(database.uri, "test_campaign_queries_store", "env")
     launchpad(db).reset("", require_password=False)
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     folder = tmp_path_factory.mktemp("stored")
     items = []
     for el, a in (("Al", 4.05), ("Cu", 3.61)):
@@ -150,9 +150,12 @@ def stored_db(database, tmp_path_factory):
         Structure.from_spacegroup(225, Lattice.cubic(a), [el], [[0, 0, 0]]).to(filename=str(path))
         items.append({"key": f"key-{el}", "material_id": el, "source": str(path)})
         registry.register(coll, f"key-{el}", el, str(path), "stored")
-    job = campaign_chunk_job(items, "emt", [300.0], {"min_pairs": 8, "max_pairs": 8, "n_groups": 4}, db.uri,
-                             db.database)
-    run_locally(job, store=job_store(db.uri, db.database), log=False, ensure_success=True, root_dir=folder)
+    job = campaign_chunk_job(items, "emt", [300.0], {"min_pairs": 8, "max_pairs": 8, "n_groups": 4})
+    with pytest.MonkeyPatch.context() as mp:  # the job finds the registry as a worker does: from its environment
+        for name, value in db.worker_environment().items():
+            mp.setenv(name, value)
+        mp.setenv("TDPH_DB_URI", db.uri)
+        run_locally(job, store=job_store(db), log=False, ensure_success=True, root_dir=folder)
     # a completed record without a stored output (job_uuid None) is not a full result
     registry.record_success(coll, "key-none", {"material_id": "none"}, None, 1.0)
     return db
@@ -202,7 +205,7 @@ def test_structure_fingerprint_is_the_same_on_both_sides_of_a_cell_boundary():
 
 def test_trusted_grades_rank_first_and_filter(database):
     db = DatabaseSettings(database.uri, "test_campaign_queries_grades", "env")
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     coll.delete_many({})
     graded = {"mp-f": ("F", 0.9), "mp-b": ("B", 0.2), "mp-a": ("A", 0.1), "mp-old": ("", 0.5)}
     for mid, (grade, r_max) in graded.items():

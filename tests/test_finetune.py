@@ -240,10 +240,11 @@ def test_finetune_cli_build_train_evaluate(labels, small_sources, model_dir, tmp
 def test_finetune_maker_runs_end_to_end_on_the_job_store(labels, small_sources, model_dir, database, tmp_path):
     from jobflow import run_locally
 
+    from tdph_workflows.campaign.settings import DatabaseSettings
     from tdph_workflows.campaign.stores import job_store
     from tdph_workflows.makers import FineTuneMaker
 
-    store = job_store(database.uri, database=f"test_finetune_maker_{labels.replace('-', '')}")
+    store = job_store(DatabaseSettings(database.uri, f"test_finetune_maker_{labels.replace('-', '')}", "embedded"))
     data, train = (({"n_configs": 2, "val_fraction": 0.3}, {"epochs": 1, "batch_size": 2, "accelerator": "cpu"})
                    if labels == "fixed" else ({"val_fraction": 0.3}, {"epochs": 1, "atoms_per_batch": 32}))
     maker = FineTuneMaker(work_dir=str(tmp_path), base_model=str(model_dir), labels=labels,

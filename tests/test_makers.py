@@ -9,6 +9,7 @@ from ase.build import bulk
 from jobflow import Flow, run_locally
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from tdph_workflows.campaign.settings import DatabaseSettings
 from tdph_workflows.campaign.stores import job_store
 from tdph_workflows.makers import (
     HarmonicMaker,
@@ -24,7 +25,7 @@ from tdph_workflows.schemas import TDPHResult
 
 @pytest.fixture
 def store(database, request):
-    s = job_store(database.uri, database=f"test_{request.node.name[:40]}")
+    s = job_store(DatabaseSettings(database.uri, f"test_{request.node.name[:40]}", "embedded"))
     s.connect()
     yield s
     s.close()

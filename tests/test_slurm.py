@@ -62,7 +62,7 @@ def test_qlaunch_through_gpu_and_cpu_qadapters(database, slurm_cluster, tmp_path
     states = {fw["spec"]["_category"]: fw["state"] for fw in lp.fireworks.find({}, {"spec._category": 1, "state": 1})}
     logs = "\n".join(p.read_text()[-2000:] for p in (tmp_path / "fw_logs").rglob("*") if p.is_file())
     assert states == {"gpu": "COMPLETED", "cpu": "COMPLETED"}, logs
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     assert coll.count_documents({"campaign": "slurm", "state": "COMPLETED"}) == 2
     job_output = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.out"))
     assert "gpu-job-sees-gpu=0" in job_output  # the GPU adapter's gres reached SLURM

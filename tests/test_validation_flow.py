@@ -10,6 +10,7 @@ from jobflow import run_locally
 from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
+from tdph_workflows.campaign.settings import DatabaseSettings
 from tdph_workflows.campaign.stores import job_store
 from tdph_workflows.makers.validation import ValidationMaker, ValidationResult
 from tdph_workflows.validation.pipeline import ValidationSettings
@@ -20,7 +21,7 @@ FAST = {"n_structures": 8, "fit_method": "least-squares", "kappa_mesh": [4, 4, 4
 
 @pytest.fixture
 def store(database):
-    s = job_store(database.uri, database="test_validation_flow")
+    s = job_store(DatabaseSettings(database.uri, "test_validation_flow", "embedded"))
     s.connect()
     yield s
     s.close()
@@ -65,7 +66,7 @@ def test_validate_cli_submits_the_top_screened_candidates(database, monkeypatch,
     name = "test_validate_cli"
     monkeypatch.setenv("TDPH_DB_URI", database.uri)
     monkeypatch.setenv("TDPH_DB_NAME", name)
-    coll = registry.collection(database.uri, name)
+    coll = registry.collection(DatabaseSettings(database.uri, name, "embedded"))
     coll.delete_many({})
     for k, r in enumerate([0.05, 0.40, 0.20, 0.90]):
         cif = tmp_path / f"m{k}.cif"

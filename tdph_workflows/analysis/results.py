@@ -54,10 +54,20 @@ def tables(summaries: Iterable[dict], temperature: float | None = None) -> tuple
     return pd.DataFrame(materials), pd.DataFrame(sites)
 
 
-def from_database(uri: str, database: str, campaign: str | None = None, temperature: float | None = None
+def from_database(db, campaign: str | None = None, temperature: float | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(materials, sites) of the COMPLETED records of a campaign database (see :func:`tables`)."""
+    """(materials, sites) of the COMPLETED records of a campaign database (see :func:`tables`).
+
+    Parameters
+    ----------
+    db
+        The campaign database (:class:`~tdph_workflows.campaign.settings.DatabaseSettings`).
+    campaign
+        Campaign name; None for every campaign.
+    temperature
+        Temperature of the rows (K); None for each material's first.
+    """
     from ..campaign import registry
     from ..campaign.queries import completed_summaries
 
-    return tables(completed_summaries(registry.collection(uri, database), campaign), temperature)
+    return tables(completed_summaries(registry.collection(db), campaign), temperature)

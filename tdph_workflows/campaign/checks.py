@@ -45,15 +45,15 @@ def check_launchpad(path: Path, checks: list[Check], ping: bool = True) -> None:
     if data.get("password"):
         checks.append(Check(str(path), False, "a password is committed here: use TDPH_DB_PASSWORD instead"))
     if ping:
-        from .settings import resolve
-
-        db = resolve(path, start_embedded=False)
         import pymongo
 
+        from .settings import from_launchpad_file
+
+        db = from_launchpad_file(path)  # this file's database, not one the environment names instead
         try:
-            with pymongo.MongoClient(db.uri, serverSelectionTimeoutMS=3000) as client:
+            with db.client(timeout_ms=3000) as client:
                 client.admin.command("ping")
-            checks.append(Check(str(path), True, f"database {db.database} reachable at {data['host']}:{data['port']}"))
+            checks.append(Check(str(path), True, f"database reachable at {db.display}"))
         except pymongo.errors.PyMongoError as exc:
             checks.append(Check(str(path), False, f"database not reachable ({type(exc).__name__}); "
                                                   "start it with `tdph db start` or fix host/port"))

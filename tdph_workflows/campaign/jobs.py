@@ -5,25 +5,40 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobflow import CURRENT_JOB, job
+from jobflow import CURRENT_JOB, JobConfig, job
+from maggma.stores import MemoryStore
 
 from ..makers.documents import MaterialSummary
 from ..makers.jobs import DATA_KEYS, compute_material
-from ..settings import current_settings
 from . import registry
+from .settings import resolve_on_worker
 
 
-@job(data=DATA_KEYS)
+@job(data=DATA_KEYS, config=JobConfig(expose_store=True))
 def campaign_chunk_job(items: list[dict[str, str]], calculator: str | None, temperatures: list[float],
-                       settings: dict[str, Any], registry_uri: str, registry_db: str) -> dict:
+                       settings: dict[str, Any]) -> dict:
     """Run every item; a failing material is recorded (FAILED, with its reason) and the others go on.
 
+    The registry is reached through this node's own configuration (:func:`resolve_on_worker`), so the
+    job and its firework carry no connection string. A material already COMPLETED (by a rerun that
+    overlapped, or before a resubmission) or superseded by a corrected input is not computed again.
     A chunk of one that fails raises, so its firework FIZZLEs with the reason.
     """
-    env_uri = current_settings().db_uri
-    coll = registry.collection(env_uri.get_secret_value() if env_uri else registry_uri, registry_db)
-    results, failed = [], []
+    store = CURRENT_JOB.store
+    if store is not None and isinstance(store.docs_store, MemoryStore):
+        raise RuntimeError("no JobStore configured on this node: set JOBFLOW_CONFIG_FILE to a jobflow.yaml "
+                           "(`tdph config init` writes one); results would be lost in memory")
+    coll = registry.collection(resolve_on_worker())
+    job_uuid = CURRENT_JOB.job.uuid if CURRENT_JOB.job is not None else None
+    results, failed, skipped = [], [], []
     for item in items:
+        record = registry.settled(coll, item["key"])
+        kept = record is not None and _earlier_result(store, record, item["key"], job_uuid)
+        if record is not None and (record["state"] == registry.SUPERSEDED or kept or record["job_uuid"] != job_uuid):
+            if kept:  # this job's output is about to be replaced: carry the earlier result over
+                results.append({"key": item["key"], "result": kept})
+            skipped.append({"key": item["key"], "material_id": item["material_id"], "state": record["state"]})
+            continue
         t0 = time.perf_counter()
         try:
             result = compute_material(item["source"], calculator, temperatures, settings,
@@ -35,7 +50,17 @@ def campaign_chunk_job(items: list[dict[str, str]], calculator: str | None, temp
                 raise
             continue
         summary = MaterialSummary.from_result(result).model_dump(mode="json")
-        job_uuid = CURRENT_JOB.job.uuid if CURRENT_JOB.job is not None else None
         registry.record_success(coll, item["key"], summary, job_uuid, time.perf_counter() - t0)
         results.append({"key": item["key"], "result": result})
-    return {"results": results, "failed": failed}
+    return {"results": results, "failed": failed, "skipped": skipped}
+
+
+def _earlier_result(store, record: dict, key: str, job_uuid: str | None):
+    """The stored result of ``key`` when this same job computed it before (a rerun), else None."""
+    if store is None or record.get("state") != registry.COMPLETED or record.get("job_uuid") != job_uuid:
+        return None
+    try:
+        output = store.get_output(job_uuid, load=True)
+    except ValueError:  # no output stored: the earlier run died before jobflow saved it
+        return None
+    return next((e["result"] for e in output.get("results", []) if e.get("key") == key), None)

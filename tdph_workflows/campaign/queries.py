@@ -76,7 +76,7 @@ def completed_filter(campaign: str | None = None, keys: Iterable[str] | None = N
 
 def registry_of(db: DatabaseSettings) -> pymongo.collection.Collection:
     """The materials registry collection of a campaign database."""
-    return registry.collection(db.uri, db.database)
+    return registry.collection(db)
 
 
 def completed_summaries(coll: pymongo.collection.Collection, campaign: str | None = None) -> Iterator[dict]:
@@ -187,10 +187,10 @@ def full_results(db: DatabaseSettings, campaign: str | None = None, material_ids
         ``(registry record, TDPHResult)`` of each completed material whose job output is stored.
     """
     from ..schemas import TDPHResult
-    from .stores import job_store
+    from .stores import campaign_job_store
 
     coll = registry_of(db)
-    store = job_store(db.uri, db.database)
+    store = campaign_job_store(db)
     store.connect()
     try:
         for rec in coll.find(completed_filter(campaign, keys, material_ids, stored=True)):
@@ -258,20 +258,35 @@ def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = F
     state
         Rerun the fireworks in this FireWorks state.
     lost
-        Also detect lost runs (RUNNING fireworks of dead workers) and rerun them.
+        Also detect lost runs (RUNNING fireworks of dead workers) and rerun them; the workflow lock a dead
+        worker or a cut connection left behind is released first (``lpad admin unlock``).
     expiration_secs
-        A RUNNING firework silent this long is lost.
+        A RUNNING firework silent this long is lost; at least 3 worker pings (``TDPH_WORKER_PING_SECS``),
+        so a live material is never taken for a lost one and computed twice.
 
     Returns
     -------
     tuple of int
         (fireworks rerun from ``state``, lost runs rerun).
+
+    Raises
+    ------
+    ValueError
+        When ``expiration_secs`` is shorter than 3 worker pings.
     """
+    from ..settings import current_settings
     from .settings import launchpad
 
+    ping = current_settings().worker_ping_secs
+    if lost and expiration_secs < 3 * ping:
+        raise ValueError(f"expiration of {expiration_secs} s is shorter than 3 worker pings ({3 * ping:.0f} s): "
+                         "live materials would be taken for lost and computed twice")
     lp = launchpad(db)
     n_lost = 0
     if lost:
+        _, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration_secs)
+        lp.workflows.update_many({"nodes": {"$in": lost_fws}, "locked": {"$exists": True}},
+                                 {"$unset": {"locked": ""}})
         _, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
         n_lost = len(lost_fws)
     ids = lp.get_fw_ids({"state": state})

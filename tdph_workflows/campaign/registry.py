@@ -15,24 +15,40 @@ import pymongo
 
 COLLECTION = "materials"
 WAITING, COMPLETED, FAILED = "WAITING", "COMPLETED", "FAILED"  # the states of a record
+SUPERSEDED = "SUPERSEDED"  # a FAILED record whose input was corrected and resubmitted under a new key
 
 
-def collection(uri: str, database: str) -> pymongo.collection.Collection:
-    """The ``materials`` collection of ``database``, with its unique ``key`` and ``state`` indexes ensured."""
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)
-    coll = client[database][COLLECTION]
+def collection(db) -> pymongo.collection.Collection:
+    """The ``materials`` collection of a campaign database, with its unique ``key`` and ``state`` indexes ensured.
+
+    Parameters
+    ----------
+    db
+        The campaign database (:class:`~tdph_workflows.campaign.settings.DatabaseSettings`).
+    """
+    coll = db.client()[db.database][COLLECTION]
     coll.create_index("key", unique=True)
     coll.create_index("state")
     return coll
 
 
-def register(coll, key: str, material_id: str, source: str, campaign: str) -> bool:
-    """Insert a WAITING record; False when the key exists already (nothing new to compute)."""
+def register(coll, key: str, material_id: str, source: str, campaign: str, setup_key: str | None = None) -> bool:
+    """Insert a WAITING record; False when the key exists already (nothing new to compute).
+
+    ``setup_key`` is the key without the input's content (id, settings, model): records that share it
+    are the same computation of different versions of one input file.
+    """
     now = datetime.datetime.now(datetime.UTC)
     result = coll.update_one({"key": key}, {"$setOnInsert": {
         "key": key, "material_id": material_id, "source": source, "campaign": campaign, "state": WAITING,
-        "submitted": now}}, upsert=True)
+        "setup_key": setup_key, "submitted": now}}, upsert=True)
     return result.upserted_id is not None
+
+
+def settled(coll, key: str) -> dict | None:
+    """The record of ``key`` when it needs no computing (COMPLETED or SUPERSEDED), else None."""
+    return coll.find_one({"key": key, "state": {"$in": [COMPLETED, SUPERSEDED]}},
+                         {"state": 1, "job_uuid": 1, "_id": 0})
 
 
 def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_time: float) -> None:
@@ -40,6 +56,11 @@ def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_tim
     coll.update_one({"key": key}, {"$set": {
         "state": COMPLETED, "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
         "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
+
+
+def supersede(coll, key: str, by: str) -> None:
+    """Mark a FAILED record SUPERSEDED by the record ``by`` (its corrected resubmission)."""
+    coll.update_one({"key": key, "state": FAILED}, {"$set": {"state": SUPERSEDED, "superseded_by": by}})
 
 
 def record_failure(coll, key: str, exc: BaseException) -> None:

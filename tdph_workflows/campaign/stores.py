@@ -1,13 +1,43 @@
-"""The jobflow JobStore: documents in a MongoDB collection, large arrays in GridFS."""
+"""The jobflow JobStore of a campaign: documents in a MongoDB collection, large arrays in GridFS."""
 
 from __future__ import annotations
 
 from jobflow import JobStore
-from maggma.stores import GridFSStore, MongoStore
+from maggma.stores import GridFSStore, MemoryStore, MongoStore
 
 
-def job_store(uri: str, database: str = "tdph", collection: str = "outputs") -> JobStore:
-    """MongoStore documents + GridFS ``data`` store, the layout of atomate2's ``jobflow.yaml``."""
-    docs = MongoStore.from_uri(uri, collection, database=database)
-    data = GridFSStore.from_uri(uri, f"{collection}_blobs", database=database)
+def job_store(db, collection: str = "outputs") -> JobStore:
+    """MongoStore documents + GridFS ``data`` store on the campaign database, the layout of atomate2's ``jobflow.yaml``.
+
+    Parameters
+    ----------
+    db
+        The campaign database (:class:`~tdph_workflows.campaign.settings.DatabaseSettings`).
+    collection
+        Name of the documents collection; blobs go to ``<collection>_blobs``.
+    """
+    kwargs = {"database": db.database, "mongoclient_kwargs": dict(db.client_kwargs)}
+    docs = MongoStore.from_uri(db.uri, collection, **kwargs)
+    data = GridFSStore.from_uri(db.uri, f"{collection}_blobs", **kwargs)
     return JobStore(docs, additional_stores={"data": data})
+
+
+def configured_job_store() -> JobStore | None:
+    """The JobStore that jobflow's own configuration (``JOBFLOW_CONFIG_FILE``, ``~/.jobflow.yaml``) names, if any.
+
+    Returns None when jobflow would fall back to its in-memory default, where results would be lost.
+    """
+    from jobflow import SETTINGS
+
+    store = SETTINGS.JOB_STORE
+    return None if isinstance(store.docs_store, MemoryStore) else store
+
+
+def campaign_job_store(db) -> JobStore:
+    """Where a campaign's job outputs are: jobflow's configured store on a cluster, the campaign database otherwise.
+
+    The embedded database always keeps its own outputs, so a demo never reads from or writes to a cluster's
+    store that happens to be configured on the same machine.
+    """
+    configured = None if db.source == "embedded" else configured_job_store()
+    return configured or job_store(db)

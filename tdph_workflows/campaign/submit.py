@@ -13,7 +13,6 @@ from ..potentials import model_fingerprint, model_spec
 from . import registry
 from .keys import item_key, structure_fingerprint
 from .settings import DatabaseSettings, launchpad
-from .stores import job_store
 
 
 @dataclass
@@ -73,7 +72,14 @@ def submit(
     campaign: str = "default",
     progress: Callable[[int, int], None] | None = None,
 ) -> SubmitReport:
-    """Register items by dedup key and add only the new ones, K materials per firework."""
+    """Register items by dedup key and add only the new ones, K materials per firework.
+
+    The fireworks carry no connection and no job store: workers use the configuration of their own node
+    (``JOBFLOW_CONFIG_FILE``, the launchpad file), so no credential is ever stored in the database.
+    A FAILED material whose input file was corrected (same id, source, settings and model; new file
+    content) is superseded by the new submission, and its fizzled firework defused, so a later
+    ``campaign rerun`` cannot compute it a second time.
+    """
     from jobflow.managers.fireworks import flow_to_workflow
 
     from .jobs import campaign_chunk_job
@@ -82,7 +88,7 @@ def submit(
     temps = [float(t) for t in temperatures]
     spec = calculator or model_spec()
     model = model_fingerprint(spec) or spec  # the same weights at another path are the same model
-    coll = registry.collection(db.uri, db.database)
+    coll = registry.collection(db)
     new: list[dict] = []
     seen: set[str] = set()
     for k, item in enumerate(items):
@@ -93,19 +99,20 @@ def submit(
         key = item_key(item.material_id, fingerprint, {"T": temps, **settings}, model)
         if key not in seen and coll.count_documents({"key": key}, limit=1) == 0:
             new.append({"key": key, "material_id": item.material_id, "source": item.source,
-                        "cost_hint": item.cost_hint})
+                        "cost_hint": item.cost_hint,
+                        "setup_key": item_key(item.material_id, "", {"T": temps, **settings}, model)})
         seen.add(key)
         if progress:
             progress(k + 1, len(items))
     lp = launchpad(db)
-    store = job_store(db.uri, db.database)
     n_fw = 0
     new.sort(key=lambda c: -c["cost_hint"])  # longest first: a short tail when the workers run out
     for start in range(0, len(new), chunk_size):
         chunk = new[start:start + chunk_size]
-        job = campaign_chunk_job(chunk, calculator, temps, settings, db.uri, db.database)
+        job = campaign_chunk_job([{k: c[k] for k in ("key", "material_id", "source")} for c in chunk],
+                                 calculator, temps, settings)
         job.name = "tdph " + ",".join(c["material_id"] for c in chunk)[:80]
-        wf = flow_to_workflow(job, store=store)
+        wf = flow_to_workflow(job)  # no store: each worker uses its node's jobflow configuration
         for fw in wf.fws:
             fw.spec["_category"] = category
             fw.spec["tdph_keys"] = [c["key"] for c in chunk]
@@ -114,9 +121,20 @@ def submit(
         lp.add_wf(wf)
         # registered only once its firework exists, so a failed submission leaves nothing stranded
         for c in chunk:
-            registry.register(coll, c["key"], c["material_id"], c["source"], campaign)
+            registry.register(coll, c["key"], c["material_id"], c["source"], campaign, c["setup_key"])
+            _supersede_failed(coll, lp, c)
         n_fw += 1
     return SubmitReport(new=len(new), skipped=len(items) - len(new), fireworks=n_fw, keys=sorted(seen))
+
+
+def _supersede_failed(coll, lp, item: dict) -> None:
+    """Retire FAILED records of the same material and setup whose input has since changed."""
+    stale = list(coll.find({"setup_key": item["setup_key"], "source": item["source"], "state": registry.FAILED,
+                            "key": {"$ne": item["key"]}}, {"key": 1}))
+    for rec in stale:
+        registry.supersede(coll, rec["key"], item["key"])
+        for fw_id in lp.get_fw_ids({"spec.tdph_keys": [rec["key"]], "state": "FIZZLED"}):
+            lp.defuse_fw(fw_id)
 
 
 DEMO_MATERIALS = {  # (spacegroup, lattice constant, species, coordinates): the code builds them itself

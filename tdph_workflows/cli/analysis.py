@@ -19,7 +19,7 @@ def _tables(launchpad: Path | None, campaign: str | None, temperature: float | N
     from ..campaign.settings import resolve
 
     db = resolve(launchpad)
-    materials, sites = from_database(db.uri, db.database, campaign, temperature)
+    materials, sites = from_database(db, campaign, temperature)
     if materials.empty:
         console.print(f"[red]error:[/red] no completed materials in {db.source} database {db.database}"
                       + (f" (campaign {campaign})" if campaign else ""))

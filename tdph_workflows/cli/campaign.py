@@ -96,7 +96,11 @@ def rerun_cmd(
     from ..campaign.queries import rerun_fireworks
     from ..campaign.settings import resolve
 
-    n_rerun, n_lost = rerun_fireworks(resolve(launchpad), state, lost, expiration_secs)
+    try:
+        n_rerun, n_lost = rerun_fireworks(resolve(launchpad), state, lost, expiration_secs)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --expiration-secs: {exc}")
+        raise typer.Exit(2) from None
     console.print(f"rerun {n_rerun} {state} fireworks" + (f" and {n_lost} lost runs" if lost else ""))
 
 
@@ -112,7 +116,7 @@ def worker_cmd(
 
     db = resolve(launchpad)
     t0 = time.perf_counter()
-    procs = start_workers(n, db.uri, db.database, list(category), work_dir.resolve())
+    procs = start_workers(n, db, list(category), work_dir.resolve())
     codes = [p.wait() for p in procs]
     console.print(f"{n} workers finished in {time.perf_counter() - t0:.1f} s (exit codes {codes})")
 
@@ -130,13 +134,13 @@ def demo_cmd(
     from ..campaign.worker import start_workers
 
     db = resolve(None)
-    console.print(f"database: {db.source} {db.uri} ({db.database})")
+    console.print(f"database: {db.source} {db.display}")
     out.mkdir(parents=True, exist_ok=True)
     items = mdr_items(mdr_dir, limit=limit) if mdr_dir else write_demo_structures(out)
     report = submit(items, db, None, [300.0], category="gpu", campaign="demo")
     console.print(f"submitted {report.new} new materials ({report.skipped} already computed)")
     t0 = time.perf_counter()
-    procs = start_workers(workers, db.uri, db.database, ["gpu", "cpu"], (out / "runs").resolve())
+    procs = start_workers(workers, db, ["gpu", "cpu"], (out / "runs").resolve())
     for p in procs:
         p.wait()
     console.print(f"workers finished in {time.perf_counter() - t0:.1f} s")

@@ -65,9 +65,8 @@ def validate_cmd(
     from jobflow.managers.fireworks import flow_to_workflow
 
     from ..campaign.settings import launchpad as get_launchpad
-    from ..campaign.stores import job_store
 
-    wf = flow_to_workflow(flow, store=job_store(db.uri, db.database))
+    wf = flow_to_workflow(flow)  # no store in the fireworks: workers use their node's JOBFLOW_CONFIG_FILE
     get_launchpad(db).add_wf(wf)
     console.print(f"submitted {len(sources)} materials ({len(wf.fws)} fireworks, category {category}) "
                   f"to {db.source} database {db.database}; figures will go to {out.resolve()}")
