@@ -73,18 +73,41 @@ def test_submit_worker_status_query_rerun(env, tmp_path):
     assert "rerun 1 FIZZLED" in res.output
 
 
-def test_config_check_accepts_the_shipped_files_and_names_problems(tmp_path):
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound then released: nothing listens there afterwards
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_config_init_writes_files_that_pass_the_check_and_the_check_names_problems(tmp_path):
     runner = CliRunner()
-    shutil.copy(ROOT / "launchpad.yaml", tmp_path)
-    shutil.copytree(ROOT / "fw_config", tmp_path / "fw_config")
-    (tmp_path / "fw_logs").mkdir()
+    res = runner.invoke(app, ["config", "init", "--dir", str(tmp_path), "--threads", "4"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "launchpad.yaml").stat().st_mode & 0o077 == 0  # the password goes there: owner only
+    res = runner.invoke(app, ["config", "init", "--dir", str(tmp_path)])
+    assert res.exit_code == 1 and "--overwrite" in res.output  # never replaces a user's files silently
     res = runner.invoke(app, ["config", "check", "--root", str(tmp_path), "--no-ping"])
     assert res.exit_code == 0, res.output
+    qadapter = yaml.safe_load((tmp_path / "fw_config" / "my_qadapter_cpu.yaml").read_text())
+    assert "TDPH_TORCH_THREADS=4" in qadapter["pre_rocket"] and qadapter["cpus_per_task"] == 4
     fworker = tmp_path / "fw_config" / "my_fworker_gpu.yaml"
     spec = yaml.safe_load(fworker.read_text())
     del spec["category"]
     fworker.write_text(yaml.safe_dump(spec))
+    qadapter["rocket_launch"] = "rlaunch -w fw_config/my_fworker_cpu.yaml -l launchpad.yaml singleshot"
+    (tmp_path / "fw_config" / "my_qadapter_cpu.yaml").write_text(yaml.safe_dump(qadapter))
     (tmp_path / "fw_logs").rmdir()
-    res = CliRunner().invoke(app, ["config", "check", "--root", str(tmp_path), "--no-ping"], terminal_width=200)
+    res = CliRunner().invoke(app, ["config", "check", "--root", str(tmp_path), "--no-ping"], terminal_width=250)
     assert res.exit_code == 1
-    assert "missing keys: category" in res.output and "logdir fw_logs does not exist" in res.output
+    out = " ".join(res.output.split())
+    assert "missing keys: category" in out and "does not exist" in out
+    assert "relative paths" in out and "launcher folders" in out  # the shape of the old shipped adapters
+
+
+def test_config_check_reports_a_closed_port_as_unreachable(tmp_path):
+    CliRunner().invoke(app, ["config", "init", "--dir", str(tmp_path), "--db-port", str(_closed_port())])
+    res = CliRunner().invoke(app, ["config", "check", "--root", str(tmp_path)], terminal_width=250)
+    assert res.exit_code == 1 and "not reachable" in res.output, res.output
+

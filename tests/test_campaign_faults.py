@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from pymatgen.core import Lattice, Structure
 
 from tdph_workflows.campaign import registry
 from tdph_workflows.campaign.database import EmbeddedDatabase
+from tdph_workflows.campaign.queries import rerun_fireworks
 from tdph_workflows.campaign.settings import DatabaseSettings, launchpad
 from tdph_workflows.campaign.submit import Item, submit
 from tdph_workflows.campaign.worker import start_workers
@@ -70,23 +72,40 @@ def test_sigkilled_worker_is_detected_rerun_and_gives_exactly_one_result(own_db,
     assert len(outputs) == 1  # the rerun overwrote, it did not duplicate
 
 
-def test_database_restart_mid_campaign_then_rerun_finishes(own_db, tmp_path):
+def _log(work_dir) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(work_dir.glob("worker-*.log")))
+
+
+def test_database_restart_mid_campaign_then_rerun_finishes(own_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("TDPH_WORKER_PING_SECS", "2")  # lost runs are found after 3 pings, 6 s
     db = DatabaseSettings(own_db.uri, "restart", "embedded")
     names = ["Al", "Cu", "Ni", "Ag", "Au"]
     submit(_items(tmp_path, names), db, calculator="emt", settings=FAST, campaign="restart")
     coll = registry.collection(db)
     (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w1", timeout=120)
-    assert _wait(lambda: coll.count_documents({"state": "COMPLETED"}) >= 1, 120)
+    assert _wait(lambda: coll.count_documents({"state": "COMPLETED"}) >= 1, 120), _log(tmp_path / "w1")
     own_db.stop()  # clean shutdown while the worker is busy
     time.sleep(3.0)
     own_db.start()
-    worker.wait(timeout=300)  # recovered or failed cleanly; either way it ends
     lp = launchpad(db)
-    lp.detect_lostruns(expiration_secs=1, rerun=True)
-    for fw_id in lp.get_fw_ids({"state": "FIZZLED"}):
-        lp.rerun_fw(fw_id)
+    # a connection cut mid-update can leave a workflow locked by nobody (FireWorks' WFLock); the workers
+    # take a lock over after 30 s instead of stalling 5 minutes on it
+    lp.workflows.update_one({"state": {"$ne": "COMPLETED"}}, {"$set": {"locked": True}})
+    try:
+        worker.wait(timeout=240)  # recovered or failed cleanly; either way it ends
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        pytest.fail("worker hung after the database restart:\n" + _log(tmp_path / "w1"))
+    time.sleep(7.0)  # anything still RUNNING is now silent for longer than 3 pings
+    rerun_fireworks(db, "FIZZLED", lost=True, expiration_secs=6)
     (worker,) = start_workers(1, db, ["gpu", "cpu"], tmp_path / "w2", timeout=300)
-    assert worker.wait(timeout=400) == 0
-    assert lp.fireworks.count_documents({"state": "COMPLETED"}) == len(names)
+    assert worker.wait(timeout=400) == 0, _log(tmp_path / "w2")
+    assert lp.fireworks.count_documents({"state": "COMPLETED"}) == len(names), _log(tmp_path / "w2")
     assert coll.count_documents({"campaign": "restart"}) == len(names)
     assert coll.count_documents({"campaign": "restart", "state": "COMPLETED"}) == len(names)
+
+
+def test_rerun_refuses_an_expiration_shorter_than_three_worker_pings(own_db):
+    db = DatabaseSettings(own_db.uri, "pings", "embedded")
+    with pytest.raises(ValueError, match="3 worker pings"):
+        rerun_fireworks(db, lost=True, expiration_secs=10)  # default ping 60 s: a live run looks lost at 10 s

@@ -97,7 +97,20 @@ def check_qadapter(path: Path, checks: list[Check], root: Path, gpu: bool) -> No
         problems.append("no logdir")
     elif not (root / logdir).is_dir():
         problems.append(f"logdir {logdir} does not exist (qlaunch would retry forever): mkdir it")
+    relative = [p for p in _path_arguments(data) if not Path(p).is_absolute()]
+    if relative:  # qlaunch rapidfire runs the job in block_*/launcher_*, where these do not resolve
+        problems.append(f"relative paths {', '.join(relative)} do not resolve from qlaunch's launcher folders: "
+                        "write absolute ones with `tdph config init`")
     checks.append(Check(str(path), not problems, "; ".join(problems) or f"partition {data['queue']!r}"))
+
+
+def _path_arguments(adapter: dict) -> list[str]:
+    """Paths a queue adapter hands to the job: rlaunch's -w/-l/-c arguments, sourced files, the log folder."""
+    words = str(adapter.get("rocket_launch", "")).split()
+    paths = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-w", "-l", "-c")]
+    pre = str(adapter.get("pre_rocket") or "").replace(";", " ").split()
+    paths += [pre[i + 1] for i, w in enumerate(pre[:-1]) if w in ("source", ".")]
+    return paths + ([str(adapter["logdir"])] if adapter.get("logdir") else [])
 
 
 def check_jobflow(path: Path, checks: list[Check]) -> None:

@@ -107,7 +107,7 @@ def from_launchpad_file(path: str | Path) -> DatabaseSettings:
         raise FileNotFoundError(f"launchpad file {path} not found")
     spec = yaml.safe_load(path.read_text()) or {}
     if not isinstance(spec, dict):
-        raise ValueError(f"launchpad file {path} holds no mapping of settings")
+        raise ValueError(f"launchpad file {path} holds no mapping of settings")  # noqa: TRY004 (bad file content)
     env = current_settings()
     overrides = {"host": env.db_host, "port": env.db_port, "name": env.db_name, "username": env.db_user,
                  "password": env.db_password.get_secret_value() if env.db_password else None}
