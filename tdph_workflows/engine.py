@@ -304,6 +304,9 @@ def _harmonic(unitcell, smat, pmat, calc, material_id, timings, progress):
     progress(f"{material_id}: harmonic phonons ({len(supercell)}-atom supercell)")
     f_ref = model.forces(supercell.positions[None])[0]
     fc_ha, n_disp = phonons.harmonic_force_constants(phonon, model.forces, reference_forces=f_ref)
+    if not np.abs(fc_ha).max() > 1e-6:  # eV/A^2; zero or NaN: no phonons to speak of
+        raise InputError(f"{material_id}: the potential gives no force on displaced atoms (all force constants "
+                         "zero): isolated atoms, or neighbours beyond its cutoff")
     timings["harmonic"] = timings.get("harmonic", 0.0) + time.perf_counter() - t0
     return phonon, fc_ha, f_ref, n_disp
 

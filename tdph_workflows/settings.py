@@ -16,6 +16,7 @@ may change the environment between calls. Secrets are ``SecretStr`` so they neve
 ``TDPH_LAUNCHPAD``        launchpad.yaml to use when ``--launchpad`` is not given
 ``TDPH_WORKER_PING_SECS`` how often a worker tells the database a run is alive (default 60 s; a run
                           silent for 3 of these may be declared lost by ``tdph campaign rerun --lost``)
+``TDPH_MAX_SUPERCELL_ATOMS`` largest supercell a run accepts (default 1500 atoms)
 ``TDPH_PROGRESS``         show lightning's progress bar in ``tdph finetune train``
 ========================  =====================================================================
 """
@@ -49,6 +50,7 @@ class TDPHSettings(BaseSettings):
     db_dir: Path | None = None
     launchpad: Path | None = None
     worker_ping_secs: float = 60.0
+    max_supercell_atoms: int | None = None
     progress: bool = False
 
     def model_path_folders(self) -> list[Path]:

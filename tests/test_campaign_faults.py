@@ -1,4 +1,4 @@
-"""Faults on real parts: a worker SIGKILLed mid-material, the database restarted mid-campaign."""
+"""Faults on real parts: a worker SIGKILLed mid-material, the database restarted, a corrupt input fixed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import _free_port
@@ -109,3 +110,50 @@ def test_rerun_refuses_an_expiration_shorter_than_three_worker_pings(own_db):
     db = DatabaseSettings(own_db.uri, "pings", "embedded")
     with pytest.raises(ValueError, match="3 worker pings"):
         rerun_fireworks(db, lost=True, expiration_secs=10)  # default ping 60 s: a live run looks lost at 10 s
+
+
+def test_twenty_materials_through_a_killed_worker_a_restart_and_a_fixed_input(own_db, tmp_path, monkeypatch):
+    """20 materials, a SIGKILLed worker, a database restart, a corrupt input fixed and resubmitted: 20 results."""
+    from tdph_workflows.campaign.queries import full_results, query_rows
+
+    monkeypatch.setenv("TDPH_WORKER_PING_SECS", "2")
+    db = DatabaseSettings(own_db.uri, "twenty", "embedded")
+    consts = {"Al": 4.05, "Cu": 3.61, "Ni": 3.52, "Ag": 4.09, "Au": 4.08, "Pd": 3.89, "Pt": 3.92}
+    items = []
+    for k in range(20):  # 7 metals at strained lattice constants: 20 distinct inputs
+        el = list(consts)[k % 7]
+        path = tmp_path / f"{el}-{k}.cif"
+        Structure.from_spacegroup(225, Lattice.cubic(consts[el] * (1 + 0.01 * (k // 7))), [el], [[0, 0, 0]]).to(
+            filename=str(path))
+        items.append(Item(f"{el}-{k}", str(path)))
+    corrupt = Path(items[5].source)
+    good_text = corrupt.read_text()
+    corrupt.write_text("data_broken\n_cell_length_a oops\n")
+    submit(items, db, calculator="emt", settings=FAST, campaign="twenty")
+    coll = registry.collection(db)
+    workers = start_workers(2, db, ["gpu", "cpu"], tmp_path / "w1", timeout=300)
+    assert _wait(lambda: coll.count_documents({"state": "COMPLETED"}) >= 4, 180), _log(tmp_path / "w1")
+    os.kill(workers[0].pid, signal.SIGKILL)  # mid-material or between two: either way nobody tells the database
+    own_db.stop()
+    time.sleep(2.0)
+    own_db.start()
+    try:
+        workers[1].wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        workers[1].kill()
+        pytest.fail("surviving worker hung after the restart:\n" + _log(tmp_path / "w1"))
+    workers[0].wait()
+    assert coll.count_documents({"material_id": items[5].material_id, "state": "FAILED"}) == 1
+    corrupt.write_text(good_text)  # the user fixes the file in place and resubmits everything
+    report = submit(items, db, calculator="emt", settings=FAST, campaign="twenty")
+    assert report.new == 1 and report.skipped == 19
+    time.sleep(7.0)  # the killed worker's run is now silent for more than 3 pings
+    rerun_fireworks(db, "FIZZLED", lost=True, expiration_secs=6)
+    for worker in start_workers(2, db, ["gpu", "cpu"], tmp_path / "w2", timeout=300):
+        assert worker.wait(timeout=400) == 0, _log(tmp_path / "w2")
+    states = {s: coll.count_documents({"campaign": "twenty", "state": s})
+              for s in ("COMPLETED", "FAILED", "WAITING", "SUPERSEDED")}
+    assert states == {"COMPLETED": 20, "FAILED": 0, "WAITING": 0, "SUPERSEDED": 1}, states
+    rows = query_rows(db, campaign="twenty")
+    assert sorted(r["material_id"] for r in rows) == sorted(i.material_id for i in items)  # one row each
+    assert len(list(full_results(db, "twenty"))) == 20  # every record's full result is in the job store

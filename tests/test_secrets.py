@@ -94,6 +94,10 @@ def test_no_password_in_documents_files_outputs_or_command_lines(auth_server, tm
                 cli("config", "check", "--root", str(tmp_path), check=False)]  # fw_config/ is missing there
     assert "database reachable at" in outputs[-1], outputs[-1]
     assert any("tdph_workflows.campaign.worker" in line for line in command_lines)  # the worker was seen
+    wrong = subprocess.run([tdph, "campaign", "status"], env={**env, "TDPH_DB_PASSWORD": "wrong"}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    message = " ".join((wrong.stdout + wrong.stderr).split())
+    assert wrong.returncode == 1 and "refused the credentials" in message and "Traceback" not in message, message
 
     db = admin["secrets"]
     assert db["materials"].count_documents({"state": "COMPLETED"}) == 1  # the campaign really ran

@@ -14,6 +14,8 @@ from . import registry
 from .keys import item_key, structure_fingerprint
 from .settings import DatabaseSettings, launchpad
 
+CATEGORIES = ("gpu", "cpu")  # the FireWorks categories the shipped workers pull
+
 
 @dataclass
 class Item:

@@ -35,6 +35,37 @@ app.command("predict")(analysis.predict_cmd)
 app.command("validate")(validate.validate_cmd)
 
 
+def one_line_error(exc: BaseException) -> str:
+    """A failure as one line: what failed and why (a database that cannot be reached says so)."""
+    import pymongo.errors
+
+    auth_failed = isinstance(exc, pymongo.errors.OperationFailure) and exc.code in (13, 18)
+    if auth_failed or isinstance(exc, pymongo.errors.ServerSelectionTimeoutError) and "uthentication" in str(exc):
+        return f"the database refused the credentials ({type(exc).__name__}); check the user " \
+               "and TDPH_DB_PASSWORD / the launchpad file"
+    if isinstance(exc, (pymongo.errors.ServerSelectionTimeoutError, pymongo.errors.AutoReconnect)):
+        first = str(exc).split(",")[0].split(" (configured")[0]
+        return f"the database is not reachable ({type(exc).__name__}: {first[:160]}); start it with " \
+               "`tdph db start` or check TDPH_DB_URI / the launchpad file"
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message[:300]}"
+
+
 def main() -> None:
-    """Entry point of the ``tdph`` console script."""
-    app()
+    """Entry point of the ``tdph`` console script: failures print one line (``TDPH_DEBUG=1``: the traceback)."""
+    import os
+    import sys
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("TDPH_DEBUG"):
+            raise
+        from rich.markup import escape
+
+        from .common import console
+
+        console.print(f"[red]error:[/red] {escape(one_line_error(exc))} [dim](TDPH_DEBUG=1 shows the traceback)[/dim]")
+        sys.exit(1)

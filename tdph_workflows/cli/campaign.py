@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from .common import LaunchpadOption, console
+from .common import LaunchpadOption, console, fail
 from .query import emit_rows
 
 campaign_app = typer.Typer(help="Submit, watch and rerun campaigns (FireWorks + MongoDB).", no_args_is_help=True)
@@ -36,15 +36,25 @@ def submit_cmd(
 ) -> None:
     """Add materials to the LaunchPad; already-known materials (same dedup key) are skipped."""
     from ..campaign.settings import resolve
-    from ..campaign.submit import mdr_items, structure_items, submit
+    from ..campaign.submit import CATEGORIES, mdr_items, structure_items, submit
+    from ..io.inputs import check_temperatures
+    from ..potentials import ModelError, check_model_spec
 
     if not mdr_dir and not structures:
         console.print("[red]error:[/red] give STRUCTURES or --mdr-dir")
         raise typer.Exit(2)
     for name, value in (("--limit", limit), ("--sample", sample), ("--chunk-size", chunk_size)):
         if value is not None and value < 1:
-            console.print(f"[red]error:[/red] {name} must be at least 1, got {value}")
-            raise typer.Exit(2)
+            fail(f"{name} must be at least 1, got {value}")
+    if category not in CATEGORIES:  # a firework no worker pulls would wait forever
+        fail(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+    try:  # refused here, not as a failure of every material on the workers
+        check_temperatures(temperature)
+        kind = check_model_spec(model) if model is not None else None
+    except (ValueError, ModelError) as exc:
+        fail(str(exc))
+    if kind == "hub name":
+        console.print(f"[yellow]note:[/yellow] model {model!r} is not a local folder: the workers will download it")
     mdr = mdr_items(mdr_dir, max_atoms, None if sample else limit) if mdr_dir else []
     if sample:
         import random
@@ -114,11 +124,15 @@ def worker_cmd(
     from ..campaign.settings import resolve
     from ..campaign.worker import start_workers
 
+    if n < 1:
+        fail(f"--n must be at least 1, got {n}")
     db = resolve(launchpad)
     t0 = time.perf_counter()
     procs = start_workers(n, db, list(category), work_dir.resolve())
     codes = [p.wait() for p in procs]
     console.print(f"{n} workers finished in {time.perf_counter() - t0:.1f} s (exit codes {codes})")
+    if any(codes):  # a worker that died is not a finished campaign
+        fail(f"{sum(1 for c in codes if c)} of {n} workers failed; see {work_dir.resolve()}/worker-*.log", code=1)
 
 
 def demo_cmd(

@@ -7,6 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` (verbatim: brackets such as ``[nan]`` are not markup) and exit with ``code``."""
+    console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
 LaunchpadOption = Annotated[Path | None, typer.Option(help="launchpad.yaml (default: TDPH_LAUNCHPAD, else embedded)")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console
+from .common import console, fail
 
 db_app = typer.Typer(help="The embedded database (SecantusDB, MongoDB wire protocol, 127.0.0.1 only).",
                       no_args_is_help=True)
@@ -16,6 +16,8 @@ db_app = typer.Typer(help="The embedded database (SecantusDB, MongoDB wire proto
 def _database(data_dir: Path | None, port: int | None):
     from ..campaign.database import EmbeddedDatabase
 
+    if port is not None and not 1 <= port <= 65535:
+        fail(f"--port must be 1-65535, got {port}")
     db = EmbeddedDatabase.from_env()
     if data_dir is not None:
         db = EmbeddedDatabase(data_dir, db.port)

@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from .common import console
+from .common import console, fail
 
 BUILTINS = {"srtio3": ("cubic_srtio3", "cubic SrTiO3, a = 3.905 A")}
 
@@ -24,6 +24,30 @@ def _structure_arg(name: str):
         console.print(f"[dim]building {BUILTINS[name.lower()][1]}[/dim]")
         return getattr(engine, BUILTINS[name.lower()][0])(), name
     return path, None
+
+
+def default_folder_name(structure: str) -> str:
+    """Output folder name of a structure argument: its file name without extensions (``SrTiO3``, ``POSCAR``)."""
+    name = Path(structure.rstrip("/")).name
+    for suffix in (".lzma", ".xz", ".gz", ".bz2", ".tar", ".cif", ".vasp", ".yaml", ".json"):
+        name = name.removesuffix(suffix)
+    return name or "structure"
+
+
+def parse_supercell(text: str | None) -> list[int] | None:
+    """``--supercell`` as 3 or 9 integers with a positive determinant (None when not given)."""
+    if not text:
+        return None
+    try:
+        matrix = [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"--supercell {text!r}: needs 3 or 9 integers") from None
+    if len(matrix) not in (3, 9):
+        raise ValueError(f"--supercell {text!r}: needs 3 or 9 integers, got {len(matrix)}")
+    det = round(np.prod(matrix) if len(matrix) == 3 else np.linalg.det(np.reshape(matrix, (3, 3))))
+    if det <= 0:
+        raise ValueError(f"--supercell {text!r}: the determinant must be positive, got {det}")
+    return matrix
 
 
 def _summary(result) -> None:
@@ -85,22 +109,26 @@ def run_cmd(
         help="Cap on samples per temperature (default: 512 force fit, 64 Hessian)")] = None,
     soft_mode_floor: Annotated[float, typer.Option(help="Lowest sampling frequency (THz) of any mode")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder")] = Path("tdph_out"),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: tdph_out/<structure name>)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of an earlier run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: TDPH_TORCH_THREADS or 1)")] = None,
 ) -> None:
     """Harmonic and temperature-renormalized phonons of one material."""
+    if threads is not None and threads < 1:
+        fail(f"--threads must be at least 1, got {threads}")
     os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
     from ..core.sscha import SSCHASettings
     from ..engine import run_temperature_phonons
-    from ..io.outputs import write_outputs
+    from ..io.outputs import OutputFolderError, prepare_output_folder, write_outputs
     from ..io.structures import InputError
     from ..potentials import CalculatorError, ModelError
 
-    obj, name = _structure_arg(structure)
+    label = structure
+    out = out or Path("tdph_out") / default_folder_name(structure)
     try:
-        smat = [int(x) for x in supercell.replace(",", " ").split()] if supercell else None
-        if smat is not None and len(smat) not in (3, 9):
-            raise ValueError(f"--supercell needs 3 or 9 integers, got {supercell!r}")
+        smat = parse_supercell(supercell)
+        prepare_output_folder(out, overwrite)  # before the computation, so nothing computed is then lost
+        obj, name = _structure_arg(structure)
         if max_samples is not None and max_samples < 4:
             raise ValueError(f"--max-samples must be at least 4 (two antithetic pairs), got {max_samples}")
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
@@ -110,9 +138,12 @@ def run_cmd(
         with console.status("starting") as status:
             result = run_temperature_phonons(obj, calculator, temperature, smat, settings, relax=relax,
                                              material_id=name, progress=lambda msg: (status.update(msg), console.log(msg)))
-    except (InputError, ModelError, CalculatorError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    except (InputError, ModelError, CalculatorError, OutputFolderError, ValueError) as exc:
+        fail(f"{label}: {exc}")
+    except Exception as exc:  # the potential or a library failed on this input: one line, not a traceback
+        if os.environ.get("TDPH_DEBUG"):
+            raise
+        fail(f"{label}: {type(exc).__name__}: {exc}", code=1)
     files = write_outputs(result, out)
     _summary(result)
     console.print(f"wall time {time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in files.values()))

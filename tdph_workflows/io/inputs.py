@@ -18,6 +18,7 @@ from pymatgen.core import Structure
 from ..core import phonons
 from ..core.phonons import perpendicular_widths
 from ..schemas import HarmonicResult, TDPHResult
+from ..settings import current_settings
 from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
 from .structures import InputError, check_finite_cell, default_supercell_matrix, load_structure, to_phonopy_atoms
 
@@ -73,6 +74,10 @@ def resolve_input(structure: StructureLike, material_id: str | None):
     return unitcell, None, "auto", material_id
 
 
+# the widest MDR supercell has 306 atoms; the one-shot fit of 864 atoms took 18 GB, growing as N^2
+MAX_SUPERCELL_ATOMS = 1500
+
+
 def choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id: str) -> tuple[np.ndarray, str]:
     """The supercell matrix and where it came from: user matrix (3 or 9 integers) > MDR entry's > width rule.
 
@@ -90,6 +95,15 @@ def choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id:
         smat, rule = default_supercell_matrix(unitcell), "diagonal, widths >= 7.5 A"
     if smat.shape != (3, 3) or abs(np.linalg.det(smat)) < 0.5:
         raise InputError(f"{material_id}: singular or malformed supercell matrix {smat.tolist()}")
+    if np.linalg.det(smat) < 0:
+        raise InputError(f"{material_id}: supercell matrix {smat.tolist()} has a negative determinant "
+                         "(a left-handed cell); swap two rows")
+    n_atoms = round(abs(np.linalg.det(smat))) * len(unitcell)
+    limit = current_settings().max_supercell_atoms or MAX_SUPERCELL_ATOMS
+    if n_atoms > limit:  # checked before any symmetry search, which would sit silent for long
+        raise InputError(f"{material_id}: the {rule} supercell {smat.tolist()} has {n_atoms} atoms, more than "
+                         f"{limit} (TDPH_MAX_SUPERCELL_ATOMS): the force-constant fit grows as N^2 in memory "
+                         "(864 atoms took 18 GB); choose a smaller --supercell")
     return smat, rule
 
 

@@ -18,6 +18,60 @@ def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
     return ph
 
 
+OUTPUT_PATTERNS = ("result.json", "phonopy_*.yaml", "dispersion.png")  # what write_outputs writes
+
+
+class OutputFolderError(ValueError):
+    """An output folder that cannot take this run's files; checked before anything is computed."""
+
+
+def prepare_output_folder(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Check (before any computing) that ``out_dir`` can take a run's files, and clear an earlier run's.
+
+    Parameters
+    ----------
+    out_dir
+        The folder; when missing, :func:`write_outputs` creates it (a refused run leaves nothing behind).
+    overwrite
+        Remove the files of an earlier run (:data:`OUTPUT_PATTERNS`) instead of refusing: two runs in
+        one folder would mix their files (one material's result.json beside another's yaml).
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    OutputFolderError
+        When it is a file, lies under a file, cannot be written, or holds an earlier run and ``overwrite``
+        is False.
+    """
+    import os
+    import tempfile
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(f"--out {out} is a file, not a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())  # created only when writing
+    if not existing.is_dir():
+        raise OutputFolderError(f"--out {out} cannot be written ({existing} is a file)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tdph-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f"--out {out} cannot be written ({exc.strerror or exc})") from None
+    if not out.exists():
+        return out
+    earlier = sorted({p.name for pattern in OUTPUT_PATTERNS for p in out.glob(pattern)})
+    if earlier and not overwrite:
+        raise OutputFolderError(f"--out {out} holds an earlier run ({', '.join(earlier[:3])}"
+                                f"{', ...' if len(earlier) > 3 else ''}): pass --overwrite or choose another folder")
+    for name in earlier:
+        os.remove(out / name)
+    return out
+
+
 def write_outputs(result: TDPHResult, out_dir: str | Path) -> dict[str, Path]:
     """result.json (no force-constant arrays), phonopy_harmonic.yaml, phonopy_<T>K.yaml, dispersion.png.
 

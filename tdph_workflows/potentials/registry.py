@@ -77,6 +77,36 @@ def model_folder(spec: str) -> Path | None:
     return None
 
 
+def check_model_spec(spec: str) -> str:
+    """What a calculator spec names, checked without loading it (for ``campaign submit``).
+
+    Returns
+    -------
+    str
+        ``"emt"``, ``"factory"``, ``"folder"`` or ``"hub name"`` (not found locally: matgl would download it).
+
+    Raises
+    ------
+    ModelError
+        A folder that does not exist or is not a matgl model, or a ``module:factory`` whose module
+        cannot be found.
+    """
+    import importlib.util
+
+    if spec.lower() in ("emt", "", "default", "m3gnet"):
+        return "emt" if spec.lower() == "emt" else "folder"
+    if ":" in spec and not Path(spec).exists():
+        module_name = spec.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ModelError(f"calculator factory {spec!r}: module {module_name!r} cannot be imported here")
+        return "factory"
+    return "folder" if model_folder(spec) is not None else "hub name"
+
+
 @functools.lru_cache(maxsize=16)
 def model_fingerprint(spec: str) -> str | None:
     """sha256 (16 hex) of a model folder's files, for provenance; None for names and other calculators."""
