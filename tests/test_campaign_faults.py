@@ -157,3 +157,17 @@ def test_twenty_materials_through_a_killed_worker_a_restart_and_a_fixed_input(ow
     rows = query_rows(db, campaign="twenty")
     assert sorted(r["material_id"] for r in rows) == sorted(i.material_id for i in items)  # one row each
     assert len(list(full_results(db, "twenty"))) == 20  # every record's full result is in the job store
+
+
+def test_a_result_finished_while_the_database_is_down_is_written_when_it_returns(own_db):
+    import threading
+
+    db = DatabaseSettings(own_db.uri, "patience", "embedded")
+    coll = registry.collection(db)
+    registry.register(coll, "k1", "Cu", "/nowhere/Cu.cif", "patience")
+    own_db.stop()
+    restart = threading.Timer(12.0, own_db.start)  # longer than the client's 10 s server selection
+    restart.start()
+    registry.record_success(coll, "k1", {"material_id": "Cu"}, None, 1.0)
+    restart.join()
+    assert coll.find_one({"key": "k1"})["state"] == "COMPLETED"

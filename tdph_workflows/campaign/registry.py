@@ -7,11 +7,13 @@ job store's GridFS).
 from __future__ import annotations
 
 import datetime
+import time
 import traceback
 from collections.abc import Iterable
 from typing import Any
 
 import pymongo
+import pymongo.errors
 
 COLLECTION = "materials"
 WAITING, COMPLETED, FAILED = "WAITING", "COMPLETED", "FAILED"  # the states of a record
@@ -51,11 +53,26 @@ def settled(coll, key: str) -> dict | None:
                          {"state": 1, "job_uuid": 1, "_id": 0})
 
 
+def _patiently(write, patience_s: float = 300.0, pause_s: float = 2.0):
+    """Run a write, retrying while the database is unreachable (a restart): a computed result is not dropped."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return write()
+        except (pymongo.errors.AutoReconnect, pymongo.errors.ServerSelectionTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause_s)
+
+
 def record_success(coll, key: str, summary: dict, job_uuid: str | None, wall_time: float) -> None:
-    """Mark a record COMPLETED with its MaterialSummary dict, job uuid and wall time (s); clears the error."""
-    coll.update_one({"key": key}, {"$set": {
+    """Mark a record COMPLETED with its MaterialSummary dict, job uuid and wall time (s); clears the error.
+
+    Waits up to 5 minutes for a database that went away mid-material, so the result is not lost.
+    """
+    _patiently(lambda: coll.update_one({"key": key}, {"$set": {
         "state": COMPLETED, "summary": summary, "job_uuid": job_uuid, "wall_time": wall_time, "error": None,
-        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
+        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True))
 
 
 def supersede(coll, key: str, by: str) -> None:
@@ -65,10 +82,10 @@ def supersede(coll, key: str, by: str) -> None:
 
 def record_failure(coll, key: str, exc: BaseException) -> None:
     """Mark a record FAILED with the error message and the last 4000 characters of its traceback."""
-    coll.update_one({"key": key}, {"$set": {
+    _patiently(lambda: coll.update_one({"key": key}, {"$set": {
         "state": FAILED, "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
-        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True)
+        "finished": datetime.datetime.now(datetime.UTC)}}, upsert=True))
 
 
 def match(state: str | None = None, campaign: str | None = None, keys: Iterable[str] | None = None,
