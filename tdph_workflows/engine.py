@@ -32,7 +32,7 @@ from .io.inputs import (
     resolve_input,
     structure_dict,
 )
-from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry
+from .io.mdr import MDREntry, is_mdr_entry, load_mdr_entry, nac_array, nac_document
 from .io.structures import InputError, phonopy_to_ase
 from .potentials import (
     ForceModel,
@@ -53,6 +53,7 @@ from .schemas import (
     SiteRenormalization,
     TDPHResult,
     TemperatureResult,
+    package_versions,
 )
 from .trust import grade_result
 
@@ -65,8 +66,12 @@ THERMAL_SAMPLING_TOLERANCE = 1.25
 MAX_WIDENED_ATOMS = 1000  # a widened supercell stops growing here (the grade then says the cell is too small)
 
 
-def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None) -> PhononSpectrum:
-    """Commensurate (given or computed), high-symmetry-point, band and DOS frequencies of ``fc``."""
+def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None,
+              nac_params: dict | None = None) -> PhononSpectrum:
+    """Commensurate (given or computed), high-symmetry-point, band and DOS frequencies of ``fc``.
+
+    ``nac_params`` (a polar entry's Born charges) enter the band structure only: LO-TO splitting.
+    """
     freqs = phonons.commensurate_frequencies(phonon, fc) if freqs is None else freqs
     points, path = phonons.special_points(phonon.primitive)
     labels = sorted({lbl for seg in path for lbl in seg})
@@ -77,7 +82,7 @@ def _spectrum(phonon: Phonopy, fc: np.ndarray, freqs: np.ndarray | None = None) 
         min_frequency=float(freqs.min()),
         n_imaginary=int((freqs < -0.1).sum()),
         special_points={lbl.replace("GAMMA", "Γ"): f.tolist() for lbl, f in zip(labels, special, strict=True)},
-        band_structure=phonons.band_structure(phonon, fc),
+        band_structure=phonons.band_structure(phonon, fc, nac_params=nac_array(nac_params)),
         dos=phonons.total_dos(phonon, fc),
     )
 
@@ -176,6 +181,7 @@ class HarmonicStage:
     dft_reference: DFTReference | None = None
     supercell_extended_by: list[int] | None = None
     thermal_sampling_ratio: float | None = None
+    nac_params: dict | None = None
 
     def document(self, keep_force_constants: bool = True) -> HarmonicResult:
         """Serializable form (jobs pass it between steps)."""
@@ -196,6 +202,7 @@ class HarmonicStage:
             harmonic_force_constants=self.force_constants.tolist() if keep_force_constants else None,
             n_harmonic_displacements=self.n_displacements,
             dft_reference=self.dft_reference,
+            nac_params=self.nac_params,
             timings=self.timings,
             calculator=self.calc_name,
         )
@@ -217,7 +224,7 @@ class HarmonicStage:
                    np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
                    doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference,
                    supercell_extended_by=doc.supercell_extended_by,
-                   thermal_sampling_ratio=doc.thermal_sampling_ratio)
+                   thermal_sampling_ratio=doc.thermal_sampling_ratio, nac_params=doc.nac_params)
 
 
 def _calculator(calculator: Calculator | str | None) -> tuple[Calculator, str]:
@@ -285,14 +292,15 @@ def harmonic_stage(
                      f"widened x{'x'.join(map(str, more))}")
             smat = np.diag(more) @ smat
             phonon, fc_ha, f_ref, n_disp = _harmonic(unitcell, smat, pmat, calc, material_id, timings, progress)
+    nac = nac_document(entry.phonon.nac_params) if isinstance(entry, MDREntry) else None
     t0 = time.perf_counter()
-    spectrum = _spectrum(phonon, fc_ha)
+    spectrum = _spectrum(phonon, fc_ha, nac_params=nac)
     timings["harmonic_observables"] = time.perf_counter() - t0
     dft = None
     if isinstance(entry, MDREntry) and not relax and supercell_matrix is None:
         dft = _dft_reference(entry, phonon, spectrum, fc_ha if extended_by else None)
     return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp, relaxation,
-                         calc, calc_name, timings, started, dft, extended_by, sampling_ratio)
+                         calc, calc_name, timings, started, dft, extended_by, sampling_ratio, nac)
 
 
 def _harmonic(unitcell, smat, pmat, calc, material_id, timings, progress):
@@ -361,7 +369,7 @@ def renormalize(
         progress(f"{stage.material_id}: one-shot SSCHA at {temp:g} K ({settings.estimator})")
         outcome: TemperatureOutcome = engine.run_temperature(temp)
         t0 = time.perf_counter()
-        spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies)
+        spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies, stage.nac_params)
         outcome.timings["observables"] = time.perf_counter() - t0
         doc = _temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom, keep_force_constants)
         # what was sampled: Phi_HA for the one-shot, about Phi(T) at a self-consistent fixed point
@@ -387,6 +395,7 @@ def renormalize(
             model_hash=model_fingerprint(stage.calc_name),
             host=socket.gethostname(),
             python=platform.python_version(),
+            versions=package_versions(),
             started=stage.started or datetime.datetime.now(datetime.UTC).isoformat(),
         ),
     ))

@@ -105,15 +105,33 @@ class DFTReference(BaseModel):
     min_frequency_dft: float = Field(description="Lowest DFT commensurate frequency (THz)")
 
 
-class Provenance(BaseModel):
-    """Code version, calculator and model hash, host, Python version and start time of a run."""
+PROVENANCE_PACKAGES = ("matgl", "torch", "phonopy", "symfc", "spglib", "pymatgen", "numpy", "ase")
 
-    code_version: str
+
+def package_versions(names: tuple[str, ...] = PROVENANCE_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages a result depends on (those not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+class Provenance(BaseModel):
+    """Code version, calculator and model hash, package versions, host, Python version and start time of a run."""
+
+    code_version: str = Field(description="tdph-workflows version")
     calculator: str = Field(description="Model folder/name or calculator class")
     model_hash: str | None = Field(None, description="sha256 (16 hex) of the model folder's files")
-    host: str
-    python: str
-    started: str
+    host: str = Field(description="Host name of the machine that ran it")
+    python: str = Field(description="Python version")
+    started: str = Field(description="UTC start time, ISO 8601")
+    versions: dict[str, str] = Field(default_factory=dict, description="Versions of matgl, torch, phonopy, symfc, "
+                                     "spglib, pymatgen, numpy and ase (empty in results stored before they were kept)")
 
 
 def structure_as_dict(value: Any) -> Any:
@@ -141,6 +159,11 @@ class _MaterialHeader(BaseModel):
     harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
     n_harmonic_displacements: int
     dft_reference: DFTReference | None = Field(None, description="Only for unrelaxed MDR entries")
+    nac_params: dict | None = Field(
+        None, description="Non-analytical term of a polar MDR entry, as phonopy's nac_params: 'born' (Born effective "
+        "charges of the primitive cell's atoms, (n, 3, 3), e), 'dielectric' (epsilon_inf, (3, 3)) and 'factor'; "
+        "applied to band structures, written phonopy files and plots (LO-TO splitting), not to the sampling, "
+        "whose supercell force constants already hold the short-range part")
 
     _unitcell_dict = field_validator("unitcell", mode="before")(structure_as_dict)
 
@@ -158,6 +181,29 @@ class _MaterialHeader(BaseModel):
     @classmethod
     def from_dict(cls, d: dict):
         return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
+
+    def structure(self):
+        """The (relaxed) unit cell as a pymatgen ``Structure``."""
+        from pymatgen.core import Structure
+
+        return Structure.from_dict(self.unitcell)
+
+    def phonopy_cell(self, with_nac: bool = False):
+        """Phonopy object (supercell and primitive matrices, no force constants) of this material.
+
+        ``with_nac`` sets ``nac_params`` (a polar MDR entry's Born charges and dielectric tensor).
+        """
+        from phonopy import Phonopy
+        from phonopy.structure.atoms import PhonopyAtoms
+
+        s = self.structure()
+        cell = PhonopyAtoms(symbols=[site.specie.symbol for site in s], cell=s.lattice.matrix,
+                            scaled_positions=s.frac_coords)
+        phonon = Phonopy(cell, supercell_matrix=self.supercell_matrix, primitive_matrix=self.primitive_matrix,
+                         log_level=0)
+        if with_nac and self.nac_params:
+            phonon.nac_params = {k: v for k, v in self.nac_params.items() if v is not None}
+        return phonon
 
 
 class HarmonicResult(_MaterialHeader):
@@ -187,6 +233,87 @@ class TDPHResult(_MaterialHeader):
             symbol, _, number = self.spacegroup.rpartition(" (")
             self.spacegroup_symbol, self.spacegroup_number = symbol, int(number.rstrip(")"))
         return self
+
+    def _force_constants(self, temperature: float | None):
+        fc = self.harmonic_force_constants if temperature is None else self.at(temperature).force_constants
+        if fc is None:
+            raise ValueError(f"{self.material_id}: this result was stored without force constants (result.json "
+                             "leaves them out); load phonopy_harmonic.yaml / phonopy_<T>K.yaml with phonopy.load")
+        return fc
+
+    def _spectrum_at(self, temperature: float | None) -> PhononSpectrum:
+        return self.harmonic if temperature is None else self.at(temperature).spectrum
+
+    def to_phonopy(self, temperature: float | None = None, with_nac: bool = True):
+        """A ``Phonopy`` object with the harmonic (``temperature`` None) or renormalized force constants.
+
+        Polar MDR entries carry their Born charges and dielectric tensor (LO-TO splitting).
+
+        Raises
+        ------
+        ValueError
+            When the result was stored without force constants.
+        KeyError
+            When there is no result at ``temperature``.
+        """
+        import numpy as np
+
+        phonon = self.phonopy_cell(with_nac)
+        phonon.force_constants = np.asarray(self._force_constants(temperature), float)
+        return phonon
+
+    def band_structure(self, temperature: float | None = None):
+        """The dispersion (harmonic, or renormalized at ``temperature``) as pymatgen's ``PhononBandStructureSymmLine``.
+
+        Built from the stored band structure (no force constants needed); ``PhononBSPlotter`` plots it.
+        """
+        import numpy as np
+        from pymatgen.core import Structure
+        from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
+
+        bands = self._spectrum_at(temperature).band_structure
+        segments = [np.asarray(q, float) for q in bands["qpoints"]]
+        names = iter(label.replace("GAMMA", "Γ") for label in bands["labels"])
+        connections = bands.get("path_connections") or [False] * len(segments)
+        labels: dict[str, list[float]] = {}
+        start = next(names)
+        for qpts, connected in zip(segments, connections, strict=True):
+            end = next(names)
+            labels.setdefault(start, qpts[0].tolist())
+            labels.setdefault(end, qpts[-1].tolist())
+            start = end if connected else next(names, end)
+        frequencies = np.concatenate([np.asarray(f, float) for f in bands["frequencies"]]).T  # (bands, q)
+        cell = self.phonopy_cell().primitive
+        prim = Structure(cell.cell, cell.symbols, cell.scaled_positions)
+        return PhononBandStructureSymmLine(np.concatenate(segments), frequencies, prim.lattice.reciprocal_lattice,
+                                           has_nac=bool(self.nac_params), labels_dict=labels, structure=prim)
+
+    def dos(self, temperature: float | None = None):
+        """Total phonon density of states (harmonic, or at ``temperature``) as pymatgen's ``PhononDos`` (THz)."""
+        from pymatgen.phonon.dos import PhononDos
+
+        d = self._spectrum_at(temperature).dos
+        return PhononDos(d["frequency_points"], d["total_dos"])
+
+    def thermal_properties(self, temperature: float, mesh: float = 30.0) -> dict[str, dict[str, float]]:
+        """Free energy (kJ/mol), entropy and heat capacity (J/K/mol) at ``temperature``, as phonopy computes them.
+
+        Returns
+        -------
+        dict
+            ``{"harmonic": {...}, "renormalized": {...}}``: the harmonic phonons and the renormalized
+            phonons of ``temperature``, both evaluated at ``temperature`` (per mole of primitive cells;
+            imaginary modes are left out by phonopy).
+        """
+        out = {}
+        for name, fc_temperature in (("harmonic", None), ("renormalized", temperature)):
+            phonon = self.to_phonopy(fc_temperature, with_nac=False)
+            phonon.run_mesh(mesh, is_gamma_center=True)
+            phonon.run_thermal_properties(temperatures=[temperature], exclude_gamma_acoustic=True)
+            d = phonon.get_thermal_properties_dict()
+            out[name] = {"free_energy": float(d["free_energy"][0]), "entropy": float(d["entropy"][0]),
+                         "heat_capacity": float(d["heat_capacity"][0])}
+        return out
 
     def at(self, temperature: float) -> TemperatureResult:
         """The result at `temperature` (K, matched to 1e-6); KeyError when there is none."""

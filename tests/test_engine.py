@@ -100,3 +100,29 @@ def test_cli_run_writes_outputs(tmp_path):
     assert "L2 shift" in res.output and "R_onsite" in res.output
     for name in ("result.json", "phonopy_harmonic.yaml", "phonopy_300K.yaml", "phonopy_500K.yaml", "dispersion.png"):
         assert (out / name).exists(), name
+
+
+def test_result_gives_pymatgen_and_phonopy_objects(tmp_path):
+    from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
+    from pymatgen.phonon.dos import PhononDos
+    from pymatgen.phonon.plotter import PhononBSPlotter
+
+    structure = Structure.from_spacegroup(225, Lattice.cubic(4.05), ["Al"], [[0, 0, 0]])
+    result = run_temperature_phonons(structure, "emt", [300.0], settings=SSCHASettings(min_pairs=8, max_pairs=8,
+                                                                                       n_groups=4))
+    bs = result.band_structure(300)
+    assert isinstance(bs, PhononBandStructureSymmLine) and bs.nb_bands == 3
+    assert {"Γ", "X", "L"} <= set(bs.labels_dict)
+    gamma = [k for k, q in enumerate(bs.qpoints) if q.label == "Γ"]
+    assert gamma and abs(bs.bands[:, gamma]).max() < 0.05  # acoustic modes at the labelled Gamma
+    PhononBSPlotter(bs).get_plot()
+    harmonic_max = result.band_structure().bands.max()
+    assert bs.bands.max() != pytest.approx(harmonic_max)  # the renormalized bands, not the harmonic ones again
+    dos = result.dos(300)
+    assert isinstance(dos, PhononDos) and np.trapezoid(dos.densities, dos.frequencies) == pytest.approx(3, rel=0.05)
+    phonon = result.to_phonopy(300)
+    assert phonon.force_constants.shape == (len(phonon.supercell), len(phonon.supercell), 3, 3)
+    props = result.thermal_properties(300)
+    # 3 acoustic branches near the Dulong-Petit limit at 300 K for Al (Debye ~430 K): 23-25 J/K/mol
+    assert 22 < props["harmonic"]["heat_capacity"] < 25 and 22 < props["renormalized"]["heat_capacity"] < 25
+    assert props["renormalized"]["free_energy"] != pytest.approx(props["harmonic"]["free_energy"])

@@ -15,8 +15,18 @@ from . import analysis, campaign, config, db, finetune, query, run, validate
 app = typer.Typer(help="Temperature-dependent phonons at high throughput (one-shot SSCHA).", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        from ..schemas import package_versions
+
+        typer.echo(f"tdph {__version__} (" + ", ".join(f"{k} {v}" for k, v in package_versions().items()) + ")")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the versions of tdph and of the packages it uses, and exit")) -> None:
     """tdph: one-shot SSCHA with machine-learned potentials."""
 
 

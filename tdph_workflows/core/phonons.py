@@ -163,8 +163,13 @@ def special_points(primitive: PhonopyAtoms) -> tuple[dict[str, np.ndarray], list
     return points, [tuple(seg) for seg in p["path"]]
 
 
-def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51, keep_nac: bool = False) -> dict:
-    """Dispersion along seekpath's standard path for the primitive cell (with NAC if ``keep_nac``)."""
+def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51, keep_nac: bool = False,
+                   nac_params: dict | None = None) -> dict:
+    """Dispersion along seekpath's standard path for the primitive cell.
+
+    With ``keep_nac`` (``phonon``'s own) or ``nac_params`` (Born charges, dielectric tensor, factor) the
+    non-analytical term gives the LO-TO splitting near Gamma.
+    """
     points, path = special_points(phonon.primitive)
     qpts = [np.linspace(points[a], points[b], npoints) for a, b in path]
     connections = [path[k][1] == path[k + 1][0] for k in range(len(path) - 1)] + [False]
@@ -174,7 +179,11 @@ def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51, keep_nac:
         if not connections[k] and k + 1 < len(path):
             labels.append(path[k + 1][0])
     # the scratch copy: a fresh one costs a symmetry search (~0.3 s, 40 % of an EMT Al material)
-    ph = with_force_constants(phonon, fc, keep_nac) if keep_nac else _scratch(phonon, fc)
+    if nac_params is not None:
+        ph = with_force_constants(phonon, fc)
+        ph.nac_params = nac_params
+    else:
+        ph = with_force_constants(phonon, fc, keep_nac) if keep_nac else _scratch(phonon, fc)
     ph.run_band_structure(qpts, path_connections=connections, labels=labels)
     d = ph.get_band_structure_dict()
     return {

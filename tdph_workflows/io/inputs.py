@@ -19,7 +19,7 @@ from ..core import phonons
 from ..core.phonons import perpendicular_widths
 from ..schemas import HarmonicResult, TDPHResult
 from ..settings import current_settings
-from .mdr import MDREntry, is_mdr_entry, load_mdr_entry
+from .mdr import MDREntry, is_mdr_entry, load_mdr_entry, nac_array
 from .structures import InputError, check_finite_cell, default_supercell_matrix, load_structure, to_phonopy_atoms
 
 # Smallest perpendicular width (A) of a supercell used for thermal sampling. Narrower cells make an
@@ -107,10 +107,17 @@ def choose_supercell(requested, from_entry, unitcell: PhonopyAtoms, material_id:
     return smat, rule
 
 
-def phonopy_from_document(doc: HarmonicResult | TDPHResult) -> tuple[PhonopyAtoms, Phonopy]:
-    """Unit cell and phonopy object (no force constants) of a stored harmonic or full result."""
+def phonopy_from_document(doc: HarmonicResult | TDPHResult, with_nac: bool = False) -> tuple[PhonopyAtoms, Phonopy]:
+    """Unit cell and phonopy object (no force constants) of a stored harmonic or full result.
+
+    ``with_nac`` sets the entry's Born charges and dielectric tensor (``doc.nac_params``), for files and
+    dispersions that show the LO-TO splitting; the engine's own objects never carry them.
+    """
     unitcell = to_phonopy_atoms(Structure.from_dict(doc.unitcell), doc.material_id)
-    return unitcell, phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
+    phonon = phonons.build_phonopy(unitcell, np.array(doc.supercell_matrix), np.array(doc.primitive_matrix))
+    if with_nac and doc.nac_params:
+        phonon.nac_params = nac_array(doc.nac_params)
+    return unitcell, phonon
 
 
 def structure_dict(unitcell: PhonopyAtoms) -> dict:

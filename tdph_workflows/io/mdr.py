@@ -122,6 +122,25 @@ def _load_folder(folder: Path, material_id: str) -> Phonopy:
     )
 
 
+def nac_document(nac_params: dict | None) -> dict | None:
+    """Phonopy ``nac_params`` as plain lists (for result documents); None when the entry has no Born charges."""
+    if not nac_params or nac_params.get("born") is None or nac_params.get("dielectric") is None:
+        return None
+    return {"born": np.asarray(nac_params["born"], float).tolist(),
+            "dielectric": np.asarray(nac_params["dielectric"], float).tolist(),
+            "factor": float(nac_params["factor"]) if nac_params.get("factor") is not None else None}
+
+
+def nac_array(nac: dict | None) -> dict | None:
+    """A stored ``nac_params`` document back as phonopy wants it (arrays; the default factor when None)."""
+    if not nac:
+        return None
+    out = {"born": np.asarray(nac["born"], float), "dielectric": np.asarray(nac["dielectric"], float)}
+    if nac.get("factor") is not None:
+        out["factor"] = float(nac["factor"])
+    return out
+
+
 def load_mdr_entry(path: str | Path) -> MDREntry:
     """Load any MDR entry form; every failure is an ``InputError`` naming the entry."""
     path = Path(path)

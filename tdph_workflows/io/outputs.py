@@ -12,8 +12,12 @@ from .inputs import phonopy_from_document
 
 
 def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
-    """The phonopy object of a stored result with the given force constants (harmonic or at some T)."""
-    _, ph = phonopy_from_document(result)
+    """The phonopy object of a stored result with the given force constants (harmonic or at some T).
+
+    A polar MDR entry's Born charges and dielectric tensor come with it (``phonopy.load`` of a written
+    file then gives the LO-TO splitting).
+    """
+    _, ph = phonopy_from_document(result, with_nac=True)
     ph.force_constants = np.asarray(force_constants, float)
     return ph
 
