@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import matplotlib
@@ -48,7 +50,7 @@ def decorate_band_axes(ax, bands: dict) -> None:
             end_label = f"{end_label}|{next(lbl, '')}"
         ticks.append(dist[-1])
         labels.append(end_label)
-    labels = [s.replace("GAMMA", "Γ") for s in labels]
+    labels = [re.sub(r"_(\w+)", r"$_{\1}$", s.replace("GAMMA", "Γ")) for s in labels]  # H_2 -> H subscript 2
     ax.set_xticks(ticks, labels)
     for x in ticks:
         ax.axvline(x, color="0.8", lw=0.5)

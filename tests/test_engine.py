@@ -98,7 +98,7 @@ def test_cli_run_writes_outputs(tmp_path):
                                    "--supercell", "1 1 1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "L2 shift" in res.output and "R_onsite" in res.output
-    for name in ("result.json", "phonopy_harmonic.yaml", "phonopy_300K.yaml", "phonopy_500K.yaml", "dispersion.png"):
+    for name in ("result.json", "phonopy_harmonic.yaml.xz", "phonopy_300K.yaml.xz", "phonopy_500K.yaml.xz", "dispersion.png"):
         assert (out / name).exists(), name
 
 

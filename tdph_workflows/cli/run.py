@@ -10,6 +10,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .common import console, fail
@@ -50,6 +51,15 @@ def parse_supercell(text: str | None) -> list[int] | None:
     return matrix
 
 
+def site_orbits(sites) -> str:
+    """Per-site R_onsite once per orbit (same element, Wyckoff letter and value), with its multiplicity."""
+    orbits: dict[tuple, int] = {}
+    for s in sites:
+        key = (s.element, s.wyckoff, round(s.r_onsite, 3))
+        orbits[key] = orbits.get(key, 0) + 1
+    return ", ".join(f"{el}({wy}{f' x{n}' if n > 1 else ''}) {r:.3f}" for (el, wy, r), n in orbits.items())
+
+
 def _summary(result) -> None:
     h = result.harmonic
     console.print(
@@ -88,10 +98,13 @@ def _summary(result) -> None:
         pts.add_row(*row)
     console.print(pts)
     for t in result.temperatures:
-        sites = ", ".join(f"{s.element}({s.wyckoff}) {s.r_onsite:.3f}" for s in t.sites)
-        console.print(f"{t.temperature:g} K  R_onsite per site: {sites}")
+        console.print(f"{t.temperature:g} K  R_onsite per site: {site_orbits(t.sites)}")
         for note in t.sampling_notes:
-            console.print(f"  [yellow]sampling: {note}[/yellow]")
+            console.print(f"  [yellow]sampling: {escape(note)}[/yellow]")
+        if t.trust is not None:
+            color = {"A": "green", "B": "green", "C": "yellow"}.get(t.trust.grade, "red")
+            console.print(f"  trust grade [{color}]{t.trust.grade}[/{color}]" +
+                          "".join(f"\n    {escape(r)}" for r in t.trust.reasons))
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items() if v >= 0.05)
     console.print(f"timings: {timing}")
 

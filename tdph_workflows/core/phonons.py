@@ -190,7 +190,7 @@ def band_structure(phonon: Phonopy, fc: np.ndarray, npoints: int = 51, keep_nac:
         "qpoints": [np.asarray(s).tolist() for s in d["qpoints"]],
         "distances": [np.asarray(s).tolist() for s in d["distances"]],
         "frequencies": [np.asarray(s).tolist() for s in d["frequencies"]],
-        "labels": [str(x) for x in labels],
+        "labels": [str(x).replace("GAMMA", "Γ") for x in labels],  # as special_points: one spelling
         "path_connections": connections,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from phonopy.harmonic.force_constants import full_fc_to_compact_fc
 
 from ..plotting import plot_dispersion
 from ..schemas import TDPHResult
@@ -22,7 +23,7 @@ def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
     return ph
 
 
-OUTPUT_PATTERNS = ("result.json", "phonopy_*.yaml", "dispersion.png")  # what write_outputs writes
+OUTPUT_PATTERNS = ("result.json", "phonopy_*.yaml", "phonopy_*.yaml.xz", "dispersion.png")  # what write_outputs writes
 
 
 class OutputFolderError(ValueError):
@@ -77,10 +78,11 @@ def prepare_output_folder(out_dir: str | Path, overwrite: bool = False) -> Path:
 
 
 def write_outputs(result: TDPHResult, out_dir: str | Path) -> dict[str, Path]:
-    """result.json (no force-constant arrays), phonopy_harmonic.yaml, phonopy_<T>K.yaml, dispersion.png.
+    """result.json (no force-constant arrays), phonopy_harmonic.yaml.xz, phonopy_<T>K.yaml.xz, dispersion.png.
 
-    The yaml files hold structure, supercell/primitive matrices and full force
-    constants: ``phonopy.load("phonopy_300K.yaml")`` gives the renormalized phonons.
+    The yaml files hold structure, supercell/primitive matrices, compact force constants and, for polar
+    MDR entries, Born charges and dielectric tensor: ``phonopy.load("phonopy_300K.yaml.xz")`` gives the
+    renormalized phonons.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,11 @@ def write_outputs(result: TDPHResult, out_dir: str | Path) -> dict[str, Path]:
     for name, fc in sets.items():
         if fc is None:
             continue
-        path = out / f"phonopy_{name}.yaml"
-        phonopy_from_result(result, fc).save(str(path), settings={"force_constants": True})
+        phonon = phonopy_from_result(result, fc)
+        # compact (primitive x supercell) force constants, xz-compressed: phonopy.load reads them as they are
+        phonon.force_constants = full_fc_to_compact_fc(phonon.primitive, phonon.force_constants)
+        path = Path(phonon.save(str(out / f"phonopy_{name}.yaml"), settings={"force_constants": True},
+                                compression=True))
         written[name] = path
     slim = result.model_copy(deep=True)
     slim.harmonic_force_constants = None
