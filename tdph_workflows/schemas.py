@@ -88,13 +88,13 @@ class TemperatureResult(BaseModel):
 class RelaxationInfo(BaseModel):
     """The unit-cell relaxation: force threshold (eV/A), BFGS steps, energies (eV) and volumes (A^3) before/after."""
 
-    fmax: float
-    steps: int
-    converged: bool
-    energy_initial: float
-    energy_final: float
-    volume_initial: float
-    volume_final: float
+    fmax: float = Field(description="Force threshold (eV/A)")
+    steps: int = Field(description="BFGS steps taken")
+    converged: bool = Field(description="Whether the forces fell below fmax")
+    energy_initial: float = Field(description="Energy before (eV)")
+    energy_final: float = Field(description="Energy after (eV)")
+    volume_initial: float = Field(description="Cell volume before (A^3)")
+    volume_final: float = Field(description="Cell volume after (A^3)")
 
 
 class DFTReference(BaseModel):

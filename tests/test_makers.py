@@ -14,7 +14,7 @@ from tdph_workflows.campaign.stores import job_store
 from tdph_workflows.makers import (
     HarmonicMaker,
     OneShotSSCHAMaker,
-    RelaxMaker,
+    PotentialRelaxMaker,
     TDPHFlowMaker,
     TDPHMaterialMaker,
 )
@@ -37,7 +37,7 @@ def al():
 
 def test_flow_maker_runs_every_step_and_routes_arrays_to_gridfs(store):
     maker = TDPHFlowMaker(
-        relax_maker=RelaxMaker(calculator="emt", fmax=1e-2),
+        relax_maker=PotentialRelaxMaker(calculator="emt", fmax=1e-2),
         harmonic_maker=HarmonicMaker(calculator="emt", supercell_matrix=[2, 2, 2]),
         sscha_maker=OneShotSSCHAMaker(calculator="emt", temperatures=[300, 600]),
     )
@@ -86,7 +86,7 @@ def test_makers_validate_settings_before_any_job_runs():
     with pytest.raises(ValueError, match="temperatures"):
         TDPHMaterialMaker(temperatures=[-5])
     with pytest.raises(ValueError, match="fmax"):
-        RelaxMaker(fmax=0)
+        PotentialRelaxMaker(fmax=0)
 
 
 def test_db_cli_start_status_stop_keeps_data(tmp_path):

@@ -18,7 +18,7 @@ def as_settings(settings: SSCHASettings | dict[str, Any]) -> SSCHASettings:
 
 
 @dataclass
-class RelaxMaker(Maker):
+class PotentialRelaxMaker(Maker):
     """Relax positions and cell with the potential, keeping the space group.
 
     Parameters
@@ -51,7 +51,7 @@ class HarmonicMaker(Maker):
     Parameters
     ----------
     calculator
-        As for ``RelaxMaker``.
+        As for ``PotentialRelaxMaker``.
     supercell_matrix
         3 or 9 integers; None = the MDR entry's matrix or the default width rule.
     """
@@ -118,7 +118,7 @@ class TDPHFlowMaker(Maker):
     """
 
     name: str = "tdph"
-    relax_maker: RelaxMaker | None = None
+    relax_maker: PotentialRelaxMaker | None = None
     harmonic_maker: HarmonicMaker = field(default_factory=HarmonicMaker)
     sscha_maker: OneShotSSCHAMaker = field(default_factory=OneShotSSCHAMaker)
     metrics_maker: MetricsMaker = field(default_factory=MetricsMaker)

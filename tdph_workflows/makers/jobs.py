@@ -27,7 +27,7 @@ def _structure(structure: StructureLike | dict) -> StructureLike:
     return Structure.from_dict(structure) if isinstance(structure, dict) else structure
 
 
-@job
+@job(output_schema=RelaxResult)
 def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: float, material_id: str | None = None
               ) -> RelaxResult:
     """Relax positions and cell under the structure's symmetry to ``fmax`` (eV/A); id defaults to ``material``."""
@@ -40,7 +40,7 @@ def relax_job(structure: StructureLike | dict, calculator: str | None, fmax: flo
                        relaxation=info)
 
 
-@job(data=DATA_KEYS)
+@job(data=DATA_KEYS)  # no output_schema: monty would call the documents' as_dict on the class
 def harmonic_job(structure: StructureLike | dict, calculator: str | None, supercell_matrix: list | None = None,
                  material_id: str | None = None) -> HarmonicResult:
     """Harmonic stage (supercell, reference forces, Phi_HA); supercell_matrix None: the entry's or the width rule."""
@@ -55,7 +55,7 @@ def sscha_job(harmonic: HarmonicResult | dict, calculator: str | None, temperatu
     return renormalize(HarmonicStage.from_document(doc, calculator), temperatures, SSCHASettings(**settings))
 
 
-@job
+@job(output_schema=MaterialSummary)
 def metrics_job(result: TDPHResult | dict) -> MaterialSummary:
     """The queryable `MaterialSummary` of a result."""
     doc = result if isinstance(result, TDPHResult) else TDPHResult.model_validate(result)
