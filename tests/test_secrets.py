@@ -90,6 +90,7 @@ def test_no_password_in_documents_files_outputs_or_command_lines(auth_server, tm
         time.sleep(0.2)
     outputs.append(worker.stdout.read())
     assert worker.returncode == 0, outputs[-1]
+    assert "1 done, 0 running, 0 failed, 0 waiting" in outputs[-1], outputs[-1]  # progress, not silence
     outputs += [cli("campaign", "status", "--campaign", "secrets"), cli("query", "--campaign", "secrets"),
                 cli("config", "check", "--root", str(tmp_path), check=False)]  # fw_config/ is missing there
     assert "database reachable at" in outputs[-1], outputs[-1]

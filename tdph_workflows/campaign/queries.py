@@ -247,6 +247,23 @@ def campaign_status(db: DatabaseSettings, campaign: str | None = None) -> Campai
     return status
 
 
+def worker_progress(db: DatabaseSettings) -> dict[str, int]:
+    """Materials done, running, failed and waiting in the whole database, for a live progress line.
+
+    Returns
+    -------
+    dict
+        ``done``, ``failed`` and ``waiting`` records, and ``running`` fireworks.
+    """
+    from .settings import launchpad
+
+    counts = registry.counts(registry_of(db))
+    running = launchpad(db).fireworks.count_documents({"state": "RUNNING"})
+    return {"done": counts.get(registry.COMPLETED, 0), "running": running,
+            "failed": counts.get(registry.FAILED, 0),
+            "waiting": max(0, counts.get(registry.WAITING, 0) - running)}
+
+
 def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = False,
                     expiration_secs: int = 600) -> tuple[int, int]:
     """Put failed or lost fireworks back to READY (``lpad detect_lostruns`` + ``rerun_fws``).

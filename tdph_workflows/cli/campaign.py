@@ -114,6 +114,31 @@ def rerun_cmd(
     console.print(f"rerun {n_rerun} {state} fireworks" + (f" and {n_lost} lost runs" if lost else ""))
 
 
+def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
+    """Wait for worker processes, showing materials done / running / failed / waiting; their exit codes.
+
+    On a terminal the line updates in place; in a log, a line is printed whenever the counts change.
+    """
+    from ..campaign.queries import worker_progress
+
+    last = ""
+    with console.status("workers starting") as status:
+        while any(p.poll() is None for p in procs):
+            try:
+                c = worker_progress(db)
+                line = (f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['waiting']} waiting "
+                        f"({sum(p.poll() is None for p in procs)} workers)")
+            except Exception:  # noqa: BLE001 (a progress line never stops the workers; the database may restart)
+                line = "database not answering; workers go on"
+            if console.is_terminal:
+                status.update(line)
+            elif line != last:
+                console.print(line)
+            last = line
+            time.sleep(every_s)
+    return [p.wait() for p in procs]
+
+
 def worker_cmd(
     n: Annotated[int, typer.Option("--n", help="Local rocket launchers")] = 2,
     category: Annotated[list[str], typer.Option(help="Categories to pull")] = ["gpu", "cpu"],  # noqa: B006
@@ -129,7 +154,7 @@ def worker_cmd(
     db = resolve(launchpad)
     t0 = time.perf_counter()
     procs = start_workers(n, db, list(category), work_dir.resolve())
-    codes = [p.wait() for p in procs]
+    codes = wait_with_progress(procs, db)
     console.print(f"{n} workers finished in {time.perf_counter() - t0:.1f} s (exit codes {codes})")
     if any(codes):  # a worker that died is not a finished campaign
         fail(f"{sum(1 for c in codes if c)} of {n} workers failed; see {work_dir.resolve()}/worker-*.log", code=1)
@@ -155,8 +180,7 @@ def demo_cmd(
     console.print(f"submitted {report.new} new materials ({report.skipped} already computed)")
     t0 = time.perf_counter()
     procs = start_workers(workers, db, ["gpu", "cpu"], (out / "runs").resolve())
-    for p in procs:
-        p.wait()
+    wait_with_progress(procs, db)
     console.print(f"workers finished in {time.perf_counter() - t0:.1f} s")
     # this submission's keys: a database that holds demo runs of older settings or models lists only these
     rows = query_rows(db, campaign="demo", keys=report.keys)
