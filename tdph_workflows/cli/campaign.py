@@ -118,24 +118,28 @@ def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
     """Wait for worker processes, showing materials done / running / failed / waiting; their exit codes.
 
     On a terminal the line updates in place; in a log, a line is printed whenever the counts change.
+    The final counts are printed in both.
     """
     from ..campaign.queries import worker_progress
+
+    def progress_line() -> str:
+        try:
+            c = worker_progress(db)
+        except Exception:  # noqa: BLE001 (a progress line never stops the workers; the database may restart)
+            return "database not answering; workers go on"
+        return f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['waiting']} waiting"
 
     last = ""
     with console.status("workers starting") as status:
         while any(p.poll() is None for p in procs):
-            try:
-                c = worker_progress(db)
-                line = (f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['waiting']} waiting "
-                        f"({sum(p.poll() is None for p in procs)} workers)")
-            except Exception:  # noqa: BLE001 (a progress line never stops the workers; the database may restart)
-                line = "database not answering; workers go on"
+            line = f"{progress_line()} ({sum(p.poll() is None for p in procs)} workers)"
             if console.is_terminal:
                 status.update(line)
             elif line != last:
                 console.print(line)
             last = line
             time.sleep(every_s)
+    console.print(progress_line())
     return [p.wait() for p in procs]
 
 
