@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -244,8 +245,11 @@ def test_report_renders_in_headless_chromium_with_every_material(analysis_dir, s
     shown = n - len(UNTRUSTWORTHY)  # the F-graded ones are in the page, behind the grade filter
     assert dom.count("<tr data-material=") == shown
     assert f"{shown} of {n} materials" in dom and "data:image/png;base64," in dom
+    assert "harmonic min freq (THz)" in dom and "provenance: model" in dom  # units and provenance
     everything = _rendered(page.as_uri() + "#grade=ABCF-")
     assert everything.count("<tr data-material=") == n and "became_unstable" in everything
+    order = re.findall(r'<tr data-material="([^"]+)"', everything)
+    assert set(order[-len(UNTRUSTWORTHY):]) == {f"mp-{k + 1}" for k in UNTRUSTWORTHY}  # grade F last, not first
     filtered = _rendered(page.as_uri() + "#q=Cs")
     assert 0 < filtered.count("<tr data-material=") < shown
 

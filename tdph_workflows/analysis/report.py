@@ -29,6 +29,10 @@ FIGURES = {
 MATERIAL_COLUMNS = ["material_id", "formula", "grade", "spacegroup", "crystal_system", "prototype", "temperature",
                     "l2_shift", "l2_stderr", "r_full", "r_onsite_max", "harmonic_min_frequency", "dft_deviation",
                     "n_samples", "grade_reasons"]
+COLUMN_HEADERS = {"l2_shift": "L2 shift (fraction)", "l2_stderr": "L2 stderr (fraction)", "temperature": "T (K)",
+                  "harmonic_min_frequency": "harmonic min freq (THz)", "dft_deviation": "DFT deviation (fraction)",
+                  "r_full": "R_full", "r_onsite_max": "max R_onsite", "n_samples": "samples",
+                  "grade_reasons": "grade reasons"}
 DEFAULT_GRADES = ("A", "B", "C", "")  # F ("not a result") is left out unless asked for; "" = computed before grading
 
 
@@ -168,15 +172,27 @@ def write_report(out: Path, title: str = "tdph campaign report") -> Path:
             data = base64.b64encode((out / name).read_bytes()).decode()
             figures.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    facts = _facts(summary)
+    facts = _facts(summary) + _provenance(table)
     page = _TEMPLATE.format(title=html.escape(title), facts=facts, figures="\n".join(figures),
-                            header="".join(f'<th data-col="{c}">{html.escape(c)}</th>' for c in columns)
-                            + "<th>dispersion</th>",
+                            header="".join(f'<th data-col="{c}">{html.escape(COLUMN_HEADERS.get(c, c))}</th>'
+                                           for c in columns) + "<th>dispersion</th>",
                             rows=json.dumps(rows, default=str).replace("</", "<\\/"),
                             columns=json.dumps(columns))
     path = out / "report.html"
     path.write_text(page)
     return path
+
+
+def _provenance(table: pd.DataFrame) -> str:
+    """Where the numbers come from: models, code version, report date."""
+    import datetime
+
+    from .. import __version__
+
+    models = sorted({str(m) for m in table.get("calculator", pd.Series(dtype=str)).dropna() if str(m)})
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<li>provenance: model {html.escape(', '.join(models) or 'not recorded')}; tdph {__version__}; "
+            f"report written {when}; default order: trust grade (A first), then max R_onsite</li>")
 
 
 def _facts(summary: dict) -> str:
@@ -227,7 +243,8 @@ th {{ cursor: pointer; background: #f0f0f0; }} input {{ margin: 0.5em 0; padding
 <script>
 const rows = {rows};
 const columns = {columns};
-let sortCol = "r_onsite_max", sortDesc = true;
+let sortCol = "", sortDesc = true;  // "": trust grade first (A, B, C, ungraded, F), then max R_onsite
+const gradeRank = g => ({{A: 0, B: 1, C: 2, "": 3, F: 4}})[g || ""] ?? 3;
 function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toPrecision(4)) : (v ?? ""); }}
 function render() {{
   const q = document.getElementById("search").value.toLowerCase();
@@ -235,6 +252,7 @@ function render() {{
   const shown = rows.filter(r => g.includes(r.grade || "-")
                                  && (!q || columns.some(c => String(r[c] ?? "").toLowerCase().includes(q))));
   shown.sort((a, b) => {{
+    if (!sortCol) return (gradeRank(a.grade) - gradeRank(b.grade)) || ((b.r_onsite_max ?? 0) - (a.r_onsite_max ?? 0));
     const x = a[sortCol], y = b[sortCol];
     const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
     return sortDesc ? -d : d;

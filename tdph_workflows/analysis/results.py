@@ -43,7 +43,7 @@ def tables(summaries: Iterable[dict], temperature: float | None = None) -> tuple
             "harmonic_min_frequency": s["harmonic_min_frequency"], "min_frequency_T": t["min_frequency"],
             "dft_deviation": dft.get("relative_deviation"), "dft_mae_thz": dft.get("mae_thz"),
             "n_samples": t["n_samples"], "converged": t["converged"], "max_rms_displacement": t["max_rms_displacement"],
-            "wall_time": s.get("wall_time"), "unitcell": s.get("unitcell"),
+            "wall_time": s.get("wall_time"), "unitcell": s.get("unitcell"), "calculator": s.get("calculator", ""),
             "grade": t.get("grade") or s.get("grade") or "",
             "grade_reasons": "; ".join(t.get("grade_reasons") or s.get("grade_reasons") or []),
         })
