@@ -17,12 +17,15 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` (tight layout) to ``path``, creating its folder; returns the path."""
+def save_figure(fig: Figure, path: str | Path, dpi: float | None = None) -> Path:
+    """Write ``fig`` (tight layout) to ``path``, creating its folder; the suffix picks the format (png, pdf, svg).
+
+    ``dpi`` applies to raster formats (default: the figure's).
+    """
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, dpi=dpi or "figure")
     return path
 
 
@@ -57,11 +60,11 @@ def decorate_band_axes(ax, bands: dict) -> None:
     ax.set_xlim(ticks[0], ticks[-1])
 
 
-def plot_dispersion(result: TDPHResult, path: str | Path) -> Path:
-    """Harmonic (black) and each temperature's dispersion along the standard path."""
+def plot_dispersion(result: TDPHResult, path: str | Path, dpi: float | None = None) -> Path:
+    """Harmonic (black) and each temperature's dispersion along the standard path (format from the suffix)."""
     fig, ax = new_figure(figsize=(7, 4.5), dpi=120)
     draw_dispersion(ax, result)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi)
 
 
 def plot_side_by_side(results: list[TDPHResult], titles: list[str], path: str | Path) -> Path:
@@ -81,5 +84,8 @@ def draw_dispersion(ax, result: TDPHResult) -> None:
         plot_bands(ax, t.spectrum.band_structure, c, f"{t.temperature:g} K (L2 shift {100 * t.l2_shift:.1f} %)")
     decorate_band_axes(ax, result.harmonic.band_structure)
     ax.set_ylabel("Frequency (THz)")
-    ax.set_title(f"{result.formula} ({result.spacegroup}), {result.n_atoms_supercell}-atom supercell")
+    model = Path(result.provenance.calculator).name if result.provenance else ""
+    temps = ", ".join(f"{t.temperature:g}" for t in result.temperatures)
+    ax.set_title(f"{result.formula} ({result.spacegroup}), {result.n_atoms_supercell}-atom supercell, {temps} K"
+                 + (f"\n{model}" if model else ""), fontsize=10)
     ax.legend(loc="best", fontsize=8)

@@ -100,6 +100,10 @@ def test_cli_run_writes_outputs(tmp_path):
     assert "L2 shift" in res.output and "R_onsite" in res.output
     for name in ("result.json", "phonopy_harmonic.yaml.xz", "phonopy_300K.yaml.xz", "phonopy_500K.yaml.xz", "dispersion.png"):
         assert (out / name).exists(), name
+    res = CliRunner().invoke(app, ["run", str(cif), "--calculator", "emt", "--supercell", "1 1 1", "--out", str(out),
+                                   "--overwrite", "--figure-format", "svg"])
+    assert res.exit_code == 0, res.output
+    assert (out / "dispersion.svg").read_text().lstrip().startswith("<?xml") and not (out / "dispersion.png").exists()
 
 
 def test_result_gives_pymatgen_and_phonopy_objects(tmp_path):

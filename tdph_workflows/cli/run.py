@@ -124,6 +124,8 @@ def run_cmd(
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: tdph_out/<structure name>)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of an earlier run in --out")] = False,
+    figure_format: Annotated[str, typer.Option(help="Dispersion figure format: png, pdf or svg")] = "png",
+    dpi: Annotated[int | None, typer.Option(help="Resolution of a png figure")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: TDPH_TORCH_THREADS or 1)")] = None,
 ) -> None:
     """Harmonic and temperature-renormalized phonons of one material."""
@@ -138,6 +140,10 @@ def run_cmd(
 
     label = structure
     out = out or Path("tdph_out") / default_folder_name(structure)
+    if figure_format not in ("png", "pdf", "svg"):
+        fail(f"--figure-format must be png, pdf or svg, got {figure_format!r}")
+    if dpi is not None and dpi < 10:
+        fail(f"--dpi must be at least 10, got {dpi}")
     try:
         smat = parse_supercell(supercell)
         prepare_output_folder(out, overwrite)  # before the computation, so nothing computed is then lost
@@ -157,6 +163,6 @@ def run_cmd(
         if os.environ.get("TDPH_DEBUG"):
             raise
         fail(f"{label}: {type(exc).__name__}: {exc}", code=1)
-    files = write_outputs(result, out)
+    files = write_outputs(result, out, figure_format, dpi)
     _summary(result)
     console.print(f"wall time {time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in files.values()))

@@ -23,7 +23,7 @@ def phonopy_from_result(result: TDPHResult, force_constants: list | np.ndarray):
     return ph
 
 
-OUTPUT_PATTERNS = ("result.json", "phonopy_*.yaml", "phonopy_*.yaml.xz", "dispersion.png")  # what write_outputs writes
+OUTPUT_PATTERNS = ("result.json", "phonopy_*.yaml", "phonopy_*.yaml.xz", "dispersion.*")  # what write_outputs writes
 
 
 class OutputFolderError(ValueError):
@@ -77,8 +77,11 @@ def prepare_output_folder(out_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def write_outputs(result: TDPHResult, out_dir: str | Path) -> dict[str, Path]:
-    """result.json (no force-constant arrays), phonopy_harmonic.yaml.xz, phonopy_<T>K.yaml.xz, dispersion.png.
+def write_outputs(result: TDPHResult, out_dir: str | Path, figure_format: str = "png",
+                  dpi: float | None = None) -> dict[str, Path]:
+    """result.json (no force-constant arrays), phonopy_harmonic.yaml.xz, phonopy_<T>K.yaml.xz, dispersion.<format>.
+
+    ``figure_format`` is png, pdf or svg (vector formats for papers); ``dpi`` sets a png's resolution.
 
     The yaml files hold structure, supercell/primitive matrices, compact force constants and, for polar
     MDR entries, Born charges and dielectric tensor: ``phonopy.load("phonopy_300K.yaml.xz")`` gives the
@@ -104,5 +107,5 @@ def write_outputs(result: TDPHResult, out_dir: str | Path) -> dict[str, Path]:
         t.force_constants = None
     written["result"] = out / "result.json"
     written["result"].write_text(slim.model_dump_json(indent=1))
-    written["plot"] = plot_dispersion(result, out / "dispersion.png")
+    written["plot"] = plot_dispersion(result, out / f"dispersion.{figure_format}", dpi)
     return written
