@@ -61,6 +61,6 @@ def _earlier_result(store, record: dict, key: str, job_uuid: str | None):
         return None
     try:
         output = store.get_output(job_uuid, load=True)
-    except ValueError:  # no output stored: the earlier run died before jobflow saved it
+    except (ValueError, KeyError):  # not stored, or half stored (a blob missing: the database went away mid-write)
         return None
     return next((e["result"] for e in output.get("results", []) if e.get("key") == key), None)
