@@ -30,7 +30,7 @@ def submit_cmd(
     category: Annotated[str, typer.Option(help="FireWorks category (gpu or cpu)")] = "gpu",
     campaign: Annotated[str, typer.Option(help="Campaign name")] = "default",
     self_consistent: Annotated[bool, typer.Option(
-        "--self-consistent", help="Self-consistent Phi(T) (~4x the one-shot cost; the one-shot L2 shift is "
+        "--self-consistent", help="Self-consistent Phi(T) (~3x the one-shot force calls, 2.9x over 50 MDR entries; the one-shot L2 shift is "
         "biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
     launchpad: LaunchpadOption = None,
 ) -> None:

@@ -15,7 +15,7 @@ config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 
 
 @config_app.command("check")
-def config_check(root: Annotated[Path, typer.Option(help="Repository root with launchpad.yaml and fw_config/")] = Path("."),
+def config_check(root: Annotated[Path, typer.Option(help="Folder with launchpad.yaml and fw_config/ (what `tdph config init --dir` wrote)")] = Path("."),
                  ping: Annotated[bool, typer.Option(help="Also reach the database")] = True) -> None:
     """Validate launchpad.yaml, fw_config/*.yaml and jobflow.yaml; say what is wrong."""
     from ..campaign.checks import check_all

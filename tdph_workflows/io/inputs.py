@@ -25,8 +25,8 @@ from .structures import InputError, check_finite_cell, default_supercell_matrix,
 # Smallest perpendicular width (A) of a supercell used for thermal sampling. Narrower cells make an
 # atom move in lock-step with its own near images, and sample a handful of q-points only: SiC
 # mp-570690's MDR cell (2.67 A wide in-plane) gave a 76 % L2 shift at 300 K. The value is the
-# M3GNet cutoff (5 A): wider, no atom feels its own image directly; measured in
-# benchmarks/results/supercell_adequacy.md.
+# M3GNet cutoff (5 A): wider, no atom feels its own image directly. 34 of the 3,992 shared MDR entries are
+# narrower (benchmarks/results/supercell_widths.md); SiC before and after: docs/trust.md.
 MIN_SUPERCELL_WIDTH = 5.0
 
 StructureLike = Structure | Atoms | PhonopyAtoms | MDREntry | str | Path

@@ -16,10 +16,9 @@ error meets the target or the cap is hit.
 from .reuse import GaussianDensity, SampleStore
 from .runner import Iteration, OneShotSSCHA, TemperatureOutcome, TemperatureRun
 from .sampler import ConvergenceStep, ForcesFn, HessianFn, Observables, Progress, SampledEstimate, Sampler
-from .settings import LARGE_RMS_DISPLACEMENT, SSCHASettings, fixed_point_z
+from .settings import SSCHASettings, fixed_point_z
 
 __all__ = [
-    "LARGE_RMS_DISPLACEMENT",
     "ConvergenceStep",
     "ForcesFn",
     "GaussianDensity",

@@ -8,10 +8,6 @@ from typing import Literal
 
 from ..sampling import SoftModePolicy
 
-# Per-atom rms displacement beyond which samples leave the regime a harmonic reference
-# describes (Lindemann-like: ~10 % of a 2.5 A bond); flagged on the result, not fatal.
-LARGE_RMS_DISPLACEMENT = 0.25
-
 
 def fixed_point_z(n_frequencies: int, false_alarm: float = 0.05) -> float:
     """Normal quantile z so that a true fixed point passes all n per-frequency tests with 1 - false_alarm.
