@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def decorate_band_axes(ax, bands: dict) -> None:
         labels.append(end_label)
     labels = [re.sub(r"_(\w+)", r"$_{\1}$", s.replace("GAMMA", "Γ")) for s in labels]  # H_2 -> H subscript 2
     ax.set_xticks(ticks, labels)
+    gaps = [b - a for a, b in itertools.pairwise(ticks) if b > a]
+    if gaps and min(gaps) < 0.05 * (ticks[-1] - ticks[0]):  # short segments (long c axis): labels would collide
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     for x in ticks:
         ax.axvline(x, color="0.8", lw=0.5)
     ax.axhline(0, color="0.5", lw=0.5, ls="--")
