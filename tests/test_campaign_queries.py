@@ -233,3 +233,27 @@ def test_a_setting_added_later_at_its_neutral_value_keeps_existing_keys():
     assert item_key("m", "f", asdict(SSCHASettings()), "x") == item_key("m", "f", before, "x")
     reuse = asdict(SSCHASettings(self_consistent=True, sc_reuse_samples=True))
     assert item_key("m", "f", reuse, "x") != item_key("m", "f", {**reuse, "sc_reuse_samples": False}, "x")
+
+
+def test_export_then_import_resumes_a_campaign_elsewhere_without_recomputing(database, tmp_path):
+    from tdph_workflows.campaign.submit import Item, submit
+
+    here = DatabaseSettings(database.uri, "export_here", "embedded")
+    there = DatabaseSettings(database.uri, "export_there", "embedded")
+    items = []
+    for el, a in (("Al", 4.05), ("Cu", 3.61), ("Ni", 3.52)):
+        path = tmp_path / f"{el}.cif"
+        Structure.from_spacegroup(225, Lattice.cubic(a), [el], [[0, 0, 0]]).to(filename=str(path))
+        items.append(Item(el, str(path)))
+    report = submit(items, here, calculator="emt", campaign="carry")
+    coll = registry.collection(here)
+    for key, el in zip(report.keys, ("Al", "Cu"), strict=False):  # two done, one still waiting
+        registry.record_success(coll, key, {"material_id": el, "temperatures": []}, "some-uuid", 2.0)
+    n = queries.export_records(here, tmp_path / "carry.jsonl.gz", "carry")
+    assert n == 2  # settled records only: the waiting one is computed wherever the campaign goes on
+    assert queries.import_records(there, tmp_path / "carry.jsonl.gz") == (2, 0)
+    assert queries.import_records(there, tmp_path / "carry.jsonl.gz") == (0, 2)  # never overwritten
+    imported = registry.collection(there).find_one({"state": "COMPLETED"})
+    assert imported["job_uuid"] is None and imported["exported_job_uuid"] == "some-uuid"
+    again = submit(items, there, calculator="emt", campaign="carry")
+    assert again.new == 1 and again.skipped == 2  # only the one that was not done is submitted

@@ -312,6 +312,81 @@ def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = F
     return len(ids), n_lost
 
 
+EXPORTED_FIELDS = ("key", "material_id", "source", "campaign", "state", "setup_key", "summary", "wall_time", "error",
+                   "submitted", "finished", "superseded_by")
+
+
+def export_records(db: DatabaseSettings, path: str | Path, campaign: str | None = None) -> int:
+    """Write the settled records of a campaign (COMPLETED, FAILED, SUPERSEDED) as gzipped JSON lines.
+
+    The file holds the per-material summaries (metrics, grades, per-site records; no arrays) and the
+    dedup keys, so another machine can import them and resume the campaign without recomputing.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    path
+        Output file (``.jsonl.gz``); replaced atomically.
+    campaign
+        Campaign name; None for every campaign.
+
+    Returns
+    -------
+    int
+        Records written.
+    """
+    import gzip
+    import json
+    import os
+
+    from bson import json_util
+
+    states = [registry.COMPLETED, registry.FAILED, registry.SUPERSEDED]
+    selected = {**registry.match(campaign=campaign), "state": {"$in": states}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with gzip.open(tmp, "wt") as fh:
+        for rec in registry_of(db).find(selected, {f: 1 for f in EXPORTED_FIELDS} | {"_id": 0, "job_uuid": 1}).sort(
+                "key"):
+            rec["exported_job_uuid"] = rec.pop("job_uuid", None)
+            fh.write(json.dumps(json.loads(json_util.dumps(rec)), sort_keys=True) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def import_records(db: DatabaseSettings, path: str | Path) -> tuple[int, int]:
+    """Load records written by :func:`export_records`; a key already present is never overwritten.
+
+    Imported records keep their summaries but no job output (``job_uuid`` None): queries, analysis and
+    resubmission (which skips their keys) use them; full arrays stay where they were computed.
+
+    Returns
+    -------
+    tuple of int
+        (records imported, records skipped because their key exists).
+    """
+    import gzip
+
+    from bson import json_util
+
+    coll = registry_of(db)
+    added = skipped = 0
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            rec = json_util.loads(line)
+            rec["job_uuid"] = None
+            result = coll.update_one({"key": rec["key"]}, {"$setOnInsert": rec}, upsert=True)
+            added += result.upserted_id is not None
+            skipped += result.upserted_id is None
+    return added, skipped
+
+
 def write_rows_csv(rows: list[dict], fh: IO[str]) -> None:
     """Write rows (e.g. of :func:`query_rows`) as CSV with a header; nothing for no rows.
 

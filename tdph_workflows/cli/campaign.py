@@ -114,6 +114,35 @@ def rerun_cmd(
     console.print(f"rerun {n_rerun} {state} fireworks" + (f" and {n_lost} lost runs" if lost else ""))
 
 
+@campaign_app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option(help="File to write (.jsonl.gz)")],
+    campaign: Annotated[str | None, typer.Option(help="Campaign name (default: all)")] = None,
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """Write the settled per-material records (summaries and keys, no arrays) to carry a campaign elsewhere."""
+    from ..campaign.queries import export_records
+    from ..campaign.settings import resolve
+
+    n = export_records(resolve(launchpad), out, campaign)
+    console.print(f"wrote {n} records to {out}")
+
+
+@campaign_app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="File written by `tdph campaign export`")],
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """Load exported records; their materials are not computed again when the campaign is resubmitted."""
+    from ..campaign.queries import import_records
+    from ..campaign.settings import resolve
+
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    added, skipped = import_records(resolve(launchpad), path)
+    console.print(f"imported {added} records ({skipped} already present, left as they were)")
+
+
 def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
     """Wait for worker processes, showing materials done / running / failed / waiting; their exit codes.
 
