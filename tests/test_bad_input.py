@@ -368,3 +368,17 @@ def test_counts_below_one_are_refused_by_name(args, message):
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.data
+def test_mdr_entry_with_a_nan_dft_force_is_refused_by_name(mdr_dir, tmp_path):
+    src = mdr_dir / "curated" / "mp-22862_NaCl"
+    entry = tmp_path / "mp-22862_NaCl"
+    entry.mkdir()
+    for name in ("BORN", "POSCAR-unitcell", "phonopy.conf"):
+        shutil.copy(src / name, entry / name)
+    lines = (src / "FORCE_SETS").read_text().splitlines()
+    lines[5] = "  nan    0.0000000000    0.0000000000"  # the first force of the first displacement
+    (entry / "FORCE_SETS").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"^mp-22862: the entry's DFT forces contain NaN"):
+        load_mdr_entry(entry)

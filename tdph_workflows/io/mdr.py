@@ -167,4 +167,11 @@ def load_mdr_entry(path: str | Path) -> MDREntry:
             raise InputError(f"{material_id}: corrupt or unreadable MDR entry ({type(exc).__name__}: {exc})") from exc
     if ph.dataset is None or (not ph.dataset.get("first_atoms") and ph.dataset.get("forces") is None):
         raise InputError(f"{material_id}: MDR entry has no displacement-force data")
+    forces = ph.dataset.get("forces")
+    if forces is None:
+        forces = [d.get("forces") for d in ph.dataset.get("first_atoms", []) if d.get("forces") is not None]
+    if any(not np.all(np.isfinite(np.asarray(f, float))) for f in (forces if isinstance(forces, list) else [forces])):
+        # the DFT reference would silently come out empty: a corrupt entry is refused by name instead
+        raise InputError(f"{material_id}: the entry's DFT forces contain NaN or inf (corrupt FORCE_SETS or "
+                         "phonopy_params)")
     return MDREntry(material_id=material_id, phonon=ph, source=str(path))
