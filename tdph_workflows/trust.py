@@ -32,11 +32,31 @@ MAX_DFT_DEVIATION = 0.20  # the paper's outlier rule: ||w_model - w_DFT|| / ||w_
 # 3D rms thermal displacement over the nearest-neighbour distance beyond which samples leave the harmonic
 # regime: 0.08-0.10 for stable alkali halides at 300 K (DFT force constants), crystals melt near 0.15-0.2
 MAX_LINDEMANN_RATIO = 0.15
+# an empty slab wider than this between atomic planes: no bulk crystal has one (the widest of the 3,992
+# shared MDR entries is 3.94 A, layered LuI3; graphite and BN ~3.3-3.9 A)
+MAX_VACUUM_GAP = 7.0
 # fallback for documents without the ratio (absolute rms; flags stable alkali halides, whose rms reach 0.36 A)
 MAX_RMS_DISPLACEMENT = 0.25
 # engine.THERMAL_SAMPLING_TOLERANCE is what widening aims at; a cell still above it (too many atoms to
 # widen) over-samples thermal displacements
 THERMAL_SAMPLING_LIMIT = 1.25
+
+
+def vacuum_gap(result: TDPHResult) -> tuple[float, str]:
+    """Widest empty slab (A) between atomic planes along any cell vector of the unit cell, and that vector."""
+    import numpy as np
+
+    structure = result.structure()
+    frac = np.mod(structure.frac_coords, 1.0)
+    inv = np.linalg.inv(structure.lattice.matrix)
+    best, axis = 0.0, "a"
+    for k, name in enumerate("abc"):
+        spacing = 1.0 / np.linalg.norm(inv[:, k])  # distance between the lattice planes k = 0 and k = 1
+        x = np.sort(frac[:, k])
+        gaps = np.diff(np.concatenate([x, [x[0] + 1.0]]))
+        if gaps.max() * spacing > best:
+            best, axis = float(gaps.max() * spacing), name
+    return best, axis
 
 
 def worst(grades: Iterable[str]) -> str:
@@ -113,6 +133,10 @@ def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
     if ratio is not None and ratio > THERMAL_SAMPLING_LIMIT:
         fail("C", "supercell_too_small", f"the supercell samples {ratio:.1f}x the converged harmonic mean-square "
              "displacement even after widening: thermal samples too large")
+    gap, axis = vacuum_gap(result)
+    if gap > MAX_VACUUM_GAP:
+        fail("B", "vacuum", f"{gap:.1f} A of vacuum along {axis}: a slab, wire or molecule; its phonons are "
+             "those of a periodic stack of them, not of a bulk crystal")
     if result.supercell_extended_by:
         fail("B", "supercell_extended", f"supercell extended x{'x'.join(map(str, result.supercell_extended_by))} "
                  "to the minimum width")

@@ -137,3 +137,12 @@ def test_too_few_samples_for_a_low_symmetry_basis_means_more_samples_not_garbage
     out = engine.run_temperature(300.0)
     assert out.l2_shift < 1e-6 and np.abs(out.force_constants - fc).max() < 1e-6  # a harmonic crystal: no shift
     assert out.n_samples > 32  # 16 pairs were not enough for this basis
+
+
+def test_a_slab_with_vacuum_is_flagged_and_a_bulk_crystal_is_not(copper):
+    from pymatgen.core import Lattice, Structure
+
+    slab = Structure(Lattice.from_parameters(2.86, 2.86, 30, 90, 90, 120), ["Al", "Al"], [[0, 0, 0], [1 / 3, 2 / 3, 0.08]])
+    result = run_temperature_phonons(slab, "emt", [300.0], settings=SSCHASettings(min_pairs=8, max_pairs=8, n_groups=4))
+    assert any(r.startswith("B vacuum: 27.6 A of vacuum along c") for r in result.trust.reasons), result.trust.reasons
+    assert not any("vacuum" in r for r in copper.trust.reasons)
