@@ -111,3 +111,22 @@ def test_config_check_reports_a_closed_port_as_unreachable(tmp_path):
     res = CliRunner().invoke(app, ["config", "check", "--root", str(tmp_path)], terminal_width=250)
     assert res.exit_code == 1 and "not reachable" in res.output, res.output
 
+
+
+def test_fireworks_own_launchpad_is_used_by_workers_only(tmp_path, monkeypatch):
+    from fireworks import fw_config
+
+    from tdph_workflows.campaign.settings import resolve, resolve_on_worker
+
+    for name in ("TDPH_DB_URI", "TDPH_LAUNCHPAD", "TDPH_DB_HOST", "TDPH_DB_PORT", "TDPH_DB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    lp = tmp_path / "my_launchpad.yaml"
+    lp.write_text(yaml.safe_dump({"host": "mongodb+srv://cluster0.example.net", "uri_mode": True, "name": "prod"}))
+    monkeypatch.setattr(fw_config, "LAUNCHPAD_LOC", str(lp))
+    assert resolve(start_embedded=False).source == "embedded"  # a demo never lands in the user's production DB
+    on_worker = resolve_on_worker()
+    assert on_worker.source == "launchpad.yaml" and on_worker.database == "prod"
+    assert on_worker.uri == "mongodb+srv://cluster0.example.net"  # a uri_mode host stays a URI
+    monkeypatch.setattr(fw_config, "LAUNCHPAD_LOC", None)
+    with pytest.raises(RuntimeError, match="no campaign database configured on this node"):
+        resolve_on_worker()

@@ -1,7 +1,7 @@
 """Where the campaign database is: env vars, ``launchpad.yaml``, or the embedded server.
 
-Order: ``TDPH_DB_URI`` (+ ``TDPH_DB_NAME``) > ``launchpad.yaml`` (``--launchpad``, ``TDPH_LAUNCHPAD``, or on a
-FireWorks worker the ``LAUNCHPAD_LOC`` of its ``FW_config.yaml``; read with ``LaunchPad.from_file``, its
+Order: ``TDPH_DB_URI`` (+ ``TDPH_DB_NAME``) > ``launchpad.yaml`` (``--launchpad``, ``TDPH_LAUNCHPAD``, or, on a
+FireWorks worker only, the ``LAUNCHPAD_LOC`` of its ``FW_config.yaml``; read with ``LaunchPad.from_file``, its
 host/port/name/username/password overridable by ``TDPH_DB_HOST``, ``TDPH_DB_PORT``, ``TDPH_DB_NAME``,
 ``TDPH_DB_USER``, ``TDPH_DB_PASSWORD``) > the embedded SecantusDB server, started on demand.
 
@@ -94,13 +94,12 @@ def _fireworks_launchpad_file() -> str | None:
 def from_launchpad_file(path: str | Path) -> DatabaseSettings:
     """The database a FireWorks launchpad file names, with ``TDPH_DB_*`` overrides.
 
-    The file (YAML or JSON, as ``LaunchPad.from_file`` reads it) is checked by ``LaunchPad.from_dict`` after
-    the overrides, so a password kept only in ``TDPH_DB_PASSWORD`` is part of it. ``uri_mode`` files
-    (``mongodb+srv://`` hosts too) keep their URI; host/port files become a plain ``mongodb://host:port``
-    with credentials, ``authsource`` and ``mongoclient_kwargs`` as client keywords.
+    The file (YAML or JSON) is read with FireWorks' keys and defaults (``LaunchPad.from_dict``'s), but no
+    ``LaunchPad`` is built here: that would connect (a ``mongodb+srv://`` host is resolved at once).
+    ``uri_mode`` files (``mongodb+srv://`` hosts too) keep their URI; host/port files become a plain
+    ``mongodb://host:port`` with credentials, ``authsource`` and ``mongoclient_kwargs`` as client keywords.
     """
     import yaml
-    from fireworks import LaunchPad
 
     path = Path(path)
     if not path.is_file():
@@ -111,8 +110,10 @@ def from_launchpad_file(path: str | Path) -> DatabaseSettings:
     env = current_settings()
     overrides = {"host": env.db_host, "port": env.db_port, "name": env.db_name, "username": env.db_user,
                  "password": env.db_password.get_secret_value() if env.db_password else None}
-    spec.update({k: v for k, v in overrides.items() if v is not None})
-    lp = LaunchPad.from_dict({"host": "127.0.0.1", **spec}).to_dict()  # FireWorks' defaults and checks
+    lp = {"host": "localhost", "port": 27017, "name": "fireworks", **spec,
+          **{k: v for k, v in overrides.items() if v is not None}}
+    if lp.get("uri_mode") and not lp.get("name"):
+        raise ValueError(f"launchpad file {path}: uri_mode needs a database name")
     name = lp.get("name") or "tdph"
     kwargs: dict[str, Any] = dict(lp.get("mongoclient_kwargs") or {})
     host = str(lp["host"])
@@ -126,13 +127,18 @@ def from_launchpad_file(path: str | Path) -> DatabaseSettings:
     return DatabaseSettings(uri, name, "launchpad.yaml", kwargs, str(path.resolve()))
 
 
-def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = True) -> DatabaseSettings:
-    """The campaign database, in the order of the module docstring; starts the embedded server if asked."""
+def resolve(launchpad_file: str | Path | None = None, start_embedded: bool = True,
+            fireworks_config: bool = False) -> DatabaseSettings:
+    """The campaign database, in the order of the module docstring; starts the embedded server if asked.
+
+    FireWorks' own ``LAUNCHPAD_LOC`` is consulted only with ``fireworks_config`` (on workers): a
+    ``~/.fireworks`` launchpad of the user's must never receive a demo or a test campaign.
+    """
     env = current_settings()
     name = env.db_name or "tdph"
     if env.db_uri:
         return DatabaseSettings(env.db_uri.get_secret_value(), name, "env")
-    lp_file = launchpad_file or env.launchpad or _fireworks_launchpad_file()
+    lp_file = launchpad_file or env.launchpad or (_fireworks_launchpad_file() if fireworks_config else None)
     if lp_file:
         return from_launchpad_file(lp_file)
     db = EmbeddedDatabase.from_env()
@@ -154,7 +160,7 @@ def resolve_on_worker() -> DatabaseSettings:
     if not (env.db_uri or env.launchpad or _fireworks_launchpad_file()):
         raise RuntimeError("no campaign database configured on this node: set TDPH_LAUNCHPAD (or FireWorks' "
                            "LAUNCHPAD_LOC, or TDPH_DB_URI) in the worker's environment")
-    return resolve(start_embedded=False)
+    return resolve(start_embedded=False, fireworks_config=True)
 
 
 def launchpad(settings: DatabaseSettings):
