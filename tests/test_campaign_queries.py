@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import time
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -187,6 +188,27 @@ def test_rerun_fireworks_puts_fizzled_ones_back(database):
     assert queries.rerun_fireworks(db, "FIZZLED") == (1, 0)
     assert lp.get_fw_ids({"state": "FIZZLED"}) == [] and len(lp.get_fw_ids({"state": "READY"})) == 2
     assert queries.rerun_fireworks(db, "FIZZLED", lost=True, expiration_secs=600) == (0, 0)
+
+
+def test_rerun_takes_over_a_lock_nobody_holds(database, monkeypatch):
+    """A connection cut mid-update leaves a workflow locked by nobody: rerun frees it (CI saw a 5-min stall, then an error)."""
+    from fireworks import Firework, ScriptTask
+
+    from tdph_workflows.campaign import worker
+
+    monkeypatch.setattr(worker, "STALE_LOCK_SECS", 2)
+    db = DatabaseSettings(database.uri, "test_campaign_queries_lock", "env")
+    lp = launchpad(db)
+    lp.reset("", require_password=False)
+    lp.add_wf(Firework(ScriptTask.from_str("true")))
+    (fw_id,) = lp.get_fw_ids()
+    lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {"state": "FIZZLED"}})
+    lp.workflows.update_one({"nodes": fw_id}, {"$set": {"locked": True}})
+    start = time.monotonic()
+    assert queries.rerun_fireworks(db, "FIZZLED") == (1, 0)
+    assert 2 <= time.monotonic() - start < 60  # waited for the lock to prove stale, not FireWorks' 300 s
+    assert lp.get_fw_ids({"state": "READY"}) == [fw_id]
+    assert lp.workflows.find_one({"nodes": fw_id}).get("locked") is None
 
 
 def test_structure_fingerprint_is_the_same_on_both_sides_of_a_cell_boundary():

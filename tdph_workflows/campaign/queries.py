@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,7 +277,9 @@ def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = F
         Rerun the fireworks in this FireWorks state.
     lost
         Also detect lost runs (RUNNING fireworks of dead workers) and rerun them; the workflow lock a dead
-        worker or a cut connection left behind is released first (``lpad admin unlock``).
+        worker left behind is released first (``lpad admin unlock``). Any other lock on a workflow to rerun
+        that is held without a break for ``STALE_LOCK_SECS`` (a connection cut mid-update) is taken over,
+        as the workers do, instead of waiting FireWorks' 5 minutes and failing.
     expiration_secs
         A RUNNING firework silent this long is lost; at least 3 worker pings (``TDPH_WORKER_PING_SECS``),
         so a live material is never taken for a lost one and computed twice.
@@ -307,9 +310,30 @@ def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = F
         _, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
         n_lost = len(lost_fws)
     ids = lp.get_fw_ids({"state": state})
+    _release_stale_locks(lp, ids)
     for fw_id in ids:
         lp.rerun_fw(fw_id)
     return len(ids), n_lost
+
+
+def _release_stale_locks(lp, fw_ids: list[int], poll_secs: float = 0.5) -> int:
+    """Unlock the workflows of ``fw_ids`` that stay locked at every poll for ``STALE_LOCK_SECS``.
+
+    FireWorks' lock carries no owner or time, so staleness is observed: a live holder releases it
+    within milliseconds. Returns the number of workflows unlocked.
+    """
+    from .worker import STALE_LOCK_SECS
+
+    query = {"nodes": {"$in": list(fw_ids)}, "locked": {"$exists": True}}
+    held = {d["_id"] for d in lp.workflows.find(query, {"_id": 1})}
+    deadline = time.monotonic() + STALE_LOCK_SECS
+    while held and time.monotonic() < deadline:
+        time.sleep(poll_secs)
+        held &= {d["_id"] for d in lp.workflows.find(query, {"_id": 1})}
+    if held:
+        lp.workflows.update_many({"_id": {"$in": list(held)}, "locked": {"$exists": True}},
+                                 {"$unset": {"locked": ""}})
+    return len(held)
 
 
 EXPORTED_FIELDS = ("key", "material_id", "source", "campaign", "state", "setup_key", "summary", "wall_time", "error",

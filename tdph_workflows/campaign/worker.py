@@ -45,16 +45,20 @@ def run_worker(categories: list[str], work_dir: str, timeout: float | None = Non
               nlaunches=0, sleep_time=1, strm_lvl="ERROR", timeout=timeout)
 
 
+# campaign workflows are single fireworks whose lock is held for milliseconds: one older than this is stale
+STALE_LOCK_SECS = 30
+
+
 def fireworks_config(ping_secs: float) -> dict:
     """FireWorks settings of a campaign worker (``FW_config.yaml`` keys).
 
     FireWorks pings a live run once an hour by default, so lost-run detection could not tell a live
     material from a dead one for hours; and a workflow lock left by a connection cut mid-update (a database
     restart) would stall the next rocket for 5 minutes. Campaign workflows are single fireworks whose lock
-    is held for milliseconds, so a lock older than 30 s is stale and is taken over.
+    is held for milliseconds, so a lock older than ``STALE_LOCK_SECS`` is stale and is taken over.
     """
     return {"PING_TIME_SECS": int(ping_secs), "RUN_EXPIRATION_SECS": int(3 * ping_secs),
-            "WFLOCK_EXPIRATION_SECS": 30, "WFLOCK_EXPIRATION_KILL": True}
+            "WFLOCK_EXPIRATION_SECS": STALE_LOCK_SECS, "WFLOCK_EXPIRATION_KILL": True}
 
 
 def _absolute_paths(env: dict[str, str]) -> dict[str, str]:
