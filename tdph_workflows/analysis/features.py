@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
+from .cache import content_key, map_tasks
+
 log = logging.getLogger(__name__)
 
 MAGPIE_PROPERTIES = [
@@ -125,25 +127,19 @@ def material_features(unitcell: dict, sites: list[int] | None = None) -> tuple[n
     return global_features(structure), local
 
 
-def _cache_key(unitcell: dict, sites: list[int]) -> str:
-    import hashlib
-    import json
+def _cache_path(unitcell: dict, sites: list[int], cache_dir: str | None):
+    from pathlib import Path
 
-    payload = json.dumps([FEATURE_VERSION, unitcell, sorted(sites)], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+    return None if cache_dir is None else Path(cache_dir) / f"{content_key(FEATURE_VERSION, unitcell, sorted(sites))}.npz"
 
 
 def _featurize_one(task: tuple[str, dict, list[int], str | None]) -> tuple[str, np.ndarray | None, dict, str | None]:
     """Worker: one material, read from / written to the cache folder when one is given."""
     material_id, unitcell, sites, cache_dir = task
-    path = None
-    if cache_dir is not None:
-        from pathlib import Path
-
-        path = Path(cache_dir) / f"{_cache_key(unitcell, sites)}.npz"
-        if path.exists():
-            with np.load(path) as data:
-                return material_id, data["global"], dict(zip(data["sites"].tolist(), data["local"], strict=True)), None
+    path = _cache_path(unitcell, sites, cache_dir)
+    if path is not None and path.exists():
+        with np.load(path) as data:
+            return material_id, data["global"], dict(zip(data["sites"].tolist(), data["local"], strict=True)), None
     try:
         glob, local = material_features(unitcell, sites)
     except Exception as exc:  # noqa: BLE001 (one odd structure never stops the analysis)
@@ -171,14 +167,10 @@ def featurize(materials: pd.DataFrame, sites: pd.DataFrame, workers: int = 1,
         from pathlib import Path
 
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    if workers > 1 and len(tasks) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_featurize_one, tasks, chunksize=1))
-    else:
-        results = [_featurize_one(t) for t in tasks]
+    # cached materials are read here: a warm rerun starts no worker processes (each imports pymatgen)
+    cached = [t[3] is not None and _cache_path(t[1], t[2], t[3]).exists() for t in tasks]
+    computed = iter(map_tasks(_featurize_one, [t for t, c in zip(tasks, cached, strict=True) if not c], workers))
+    results = [_featurize_one(t) if c else next(computed) for t, c in zip(tasks, cached, strict=True)]
     g_rows, g_ids, l_rows, l_keys = [], [], [], []
     for material_id, glob, local, error in results:
         if error is not None:

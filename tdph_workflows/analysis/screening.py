@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pymatgen.core import Lattice, Structure
+
+from .cache import content_key, map_tasks
 
 log = logging.getLogger(__name__)
 
@@ -72,30 +76,146 @@ def coordination_polyhedron(structure: Structure, index: int) -> str:
     return list(shapes.values())[best]
 
 
-def annotate(materials: pd.DataFrame, sites: pd.DataFrame, threshold: float = 0.15
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Prototype label per material; polyhedron for each site with R_onsite >= threshold."""
-    materials = materials.copy()
-    cells = {}
-    labels = []
-    for rec in materials.itertuples():
+ANNOTATION_VERSION = "1"  # bump when the prototype matcher or the polyhedron rule changes: invalidates caches
+
+
+def material_annotation(unitcell: dict, sites: list[int], known: dict | None = None) -> dict:
+    """AFLOW prototype of one material and the polyhedra of `sites` (what `annotate` caches per material).
+
+    Parameters
+    ----------
+    unitcell
+        The structure (``Structure.as_dict()``).
+    sites
+        Unit-cell indices whose coordination polyhedron is wanted.
+    known
+        An earlier annotation of the same structure: its prototype and polyhedra are reused, only
+        missing sites are computed (a lower threshold asks for more sites).
+
+    Returns
+    -------
+    dict
+        ``prototype`` (label or 'unmatched'), ``polyhedra`` (site index as str -> name or 'unknown')
+        and ``errors`` (messages of what raised; kept so a cached failure is still reported).
+    """
+    known = known or {}
+    out = {"prototype": known.get("prototype"), "polyhedra": dict(known.get("polyhedra", {})),
+           "errors": list(known.get("errors", []))}
+    missing = [i for i in sites if str(i) not in out["polyhedra"]]
+    if out["prototype"] is not None and not missing:
+        return out
+    try:
+        structure = Structure.from_dict(unitcell)
+    except Exception as exc:  # noqa: BLE001 (an unreadable structure is labelled, never fatal)
+        out["errors"].append(f"no structure ({type(exc).__name__}: {exc})")
+        return {**out, "prototype": out["prototype"] or "unmatched",
+                "polyhedra": {**out["polyhedra"], **{str(i): "unknown" for i in missing}}}
+    if out["prototype"] is None:
         try:
-            cells[rec.material_id] = Structure.from_dict(rec.unitcell)
-            labels.append(aflow_prototype(cells[rec.material_id]))
+            out["prototype"] = aflow_prototype(structure)
         except Exception as exc:  # noqa: BLE001 (an unmatched structure is labelled, never fatal)
-            log.warning("%s: no prototype (%s)", rec.material_id, exc)
-            labels.append("unmatched")
-    materials["prototype"] = labels
+            out["prototype"] = "unmatched"
+            out["errors"].append(f"no prototype ({type(exc).__name__}: {exc})")
+    orbit = _orbits(structure) if missing else None
+    for i in missing:
+        rep = int(orbit[i])
+        if str(rep) not in out["polyhedra"]:  # the polyhedron is the same on every site of an orbit
+            try:
+                out["polyhedra"][str(rep)] = coordination_polyhedron(structure, rep)
+            except Exception as exc:  # noqa: BLE001
+                out["polyhedra"][str(rep)] = "unknown"
+                out["errors"].append(f"site {rep}: no polyhedron ({type(exc).__name__}: {exc})")
+        out["polyhedra"][str(i)] = out["polyhedra"][str(rep)]
+    return out
+
+
+def _orbits(structure: Structure) -> np.ndarray:
+    """Representative site of each site's symmetry orbit (each its own when no symmetry is found)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return np.asarray(SpacegroupAnalyzer(structure, symprec=1e-3).get_symmetry_dataset().equivalent_atoms)
+    except Exception:  # noqa: BLE001
+        return np.arange(len(structure))
+
+
+def _annotate_one(task: tuple[str, dict, list[int], str | None]) -> tuple[str, dict]:
+    """Worker: one material's annotation, read from / written to the cache folder when one is given."""
+    material_id, unitcell, sites, cache_dir = task
+    path = _annotation_path(unitcell, cache_dir)
+    known = _read(path)
+    result = material_annotation(unitcell, sites, known)
+    if path is not None and result != known:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+    return material_id, result
+
+
+def _read(path: Path | None) -> dict | None:
+    """A cached annotation, or None (no cache, no file, or a truncated one: it is recomputed)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return known if isinstance(known, dict) and "prototype" in known else None
+
+
+def _annotation_path(unitcell: dict, cache_dir: str | None) -> Path | None:
+    return None if cache_dir is None else Path(cache_dir) / f"{content_key(ANNOTATION_VERSION, unitcell)}.annotation.json"
+
+
+def annotate(materials: pd.DataFrame, sites: pd.DataFrame, threshold: float = 0.15, workers: int = 1,
+             cache_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prototype label per material; polyhedron for each site with R_onsite >= threshold.
+
+    Parameters
+    ----------
+    materials, sites
+        Tables of :func:`~tdph_workflows.analysis.results.tables` (``materials`` with ``unitcell``).
+    threshold
+        R_onsite from which a site is "strong" and gets a polyhedron.
+    workers
+        Processes for the materials not in the cache (spawned, as for the features).
+    cache_dir
+        Folder of one small JSON per structure (keyed by its content and ``ANNOTATION_VERSION``), so
+        a rerun matches and tessellates only new structures; None: no cache.
+
+    Returns
+    -------
+    tuple of DataFrame
+        ``materials`` with a ``prototype`` column ('unmatched' where matching failed) and the strong
+        sites with a ``polyhedron`` column ('unknown' where it failed); failures are logged, never fatal.
+    """
+    materials = materials.copy()
     strong = sites[sites["r_onsite"] >= threshold].copy()
-    polyhedra = []
-    for rec in strong.itertuples():
-        try:
-            polyhedra.append(coordination_polyhedron(cells[rec.material_id], int(rec.site)))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("%s site %s: no polyhedron (%s)", rec.material_id, rec.site, exc)
-            polyhedra.append("unknown")
-    strong["polyhedron"] = polyhedra
+    wanted = strong.groupby("material_id")["site"].apply(lambda s: sorted({int(i) for i in s})).to_dict()
+    cache = None if cache_dir is None else str(cache_dir)
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+    tasks = [(m.material_id, m.unitcell, wanted.get(m.material_id, []), cache) for m in materials.itertuples()]
+    # complete cache entries are read here: a warm rerun starts no worker processes
+    done = [_complete(t) for t in tasks]
+    computed = iter(map_tasks(_annotate_one, [t for t, d in zip(tasks, done, strict=True) if d is None], workers))
+    results = dict(d if d is not None else next(computed) for d in done)
+    for material_id, result in results.items():
+        for error in result["errors"]:
+            log.warning("%s: %s", material_id, error)
+    materials["prototype"] = [results[m]["prototype"] for m in materials["material_id"]]
+    strong["polyhedron"] = [results[m]["polyhedra"].get(str(int(i)), "unknown") if m in results else "unknown"
+                            for m, i in zip(strong["material_id"], strong["site"], strict=True)]
     return materials, strong
+
+
+def _complete(task: tuple[str, dict, list[int], str | None]) -> tuple[str, dict] | None:
+    """The cached annotation of a task when it covers every wanted site, else None."""
+    material_id, unitcell, sites, cache_dir = task
+    known = _read(_annotation_path(unitcell, cache_dir))
+    if known is None:
+        return None
+    return (material_id, known) if all(str(i) in known.get("polyhedra", {}) for i in sites) else None
 
 
 def plot_prototype_violins(materials: pd.DataFrame, sites: pd.DataFrame, path: Path, top: int = 8) -> pd.DataFrame:

@@ -37,8 +37,8 @@ def analyze_cmd(
         help="Trust grades analyzed (A trusted, B usable, C qualitative, F not a result); ungraded records "
         "are always kept")] = "ABC",
     grid_search: Annotated[bool, typer.Option("--grid-search", help="Grid search of the forests' depth/features")] = False,
-    workers: Annotated[int, typer.Option(help="Processes for the matminer features")] = 1,
-    feature_cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: OUT/feature_cache)")] = None,
+    workers: Annotated[int, typer.Option(help="Processes for the matminer features, AFLOW prototypes and polyhedra")] = 1,
+    feature_cache: Annotated[Path | None, typer.Option(help="Cache folder of the features and prototypes (default: OUT/feature_cache)")] = None,
     out: OutOption = Path("tdph_out/analysis"),
     launchpad: LaunchpadOption = None,
 ) -> None:
