@@ -39,13 +39,19 @@ DEFAULT_GRADES = ("A", "B", "C", "")  # F ("not a result") is left out unless as
 def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: float = 0.15,
             rules: rf.OutlierRules | None = None, grid_search: bool = False,
             fetch_result: Callable[[str], object] | None = None, min_rows_for_models: int = 20,
-            workers: int = 1, feature_cache: Path | None = None, grades: Iterable[str] = DEFAULT_GRADES) -> dict:
+            workers: int = 1, feature_cache: Path | None = None, grades: Iterable[str] = DEFAULT_GRADES,
+            min_group_size: int = 1) -> dict:
     """All figures, CSV tables, fitted models and summary.json into ``out``.
 
+    Space groups with fewer than ``min_group_size`` materials are left out of the bars and of
+    ``summary["top_spacegroups_min"]`` (a mean over two crystals is no trend; the paper's Fig. 3B
+    shows well-populated groups).
+
     Only materials whose trust grade is in ``grades`` enter the trends, screening and models (default:
-    all but F, "not a result"); ``summary["left_out_by_grade"]`` counts the others. Features are computed
-    in `workers` processes and cached per material in `feature_cache` (default: ``out/feature_cache``),
-    so rerunning after a campaign grows featurizes only the new materials.
+    all but F, "not a result"); ``summary["left_out_by_grade"]`` counts the others. Features, AFLOW
+    prototypes and strong-site polyhedra are computed in `workers` processes and cached per material in
+    `feature_cache` (default: ``out/feature_cache``), so rerunning after a campaign grows computes only
+    the new materials.
     """
     from ..plotting import plot_side_by_side
 
@@ -58,7 +64,10 @@ def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: 
     if materials.empty:
         raise ValueError("no completed materials to analyze" + (f" ({sum(left_out.values())} left out by grade)"
                                                                 if left_out else ""))
-    materials, strong_sites = screening.annotate(materials, sites, threshold)
+    feature_cache = feature_cache or out / "feature_cache"
+    started = time.perf_counter()
+    materials, strong_sites = screening.annotate(materials, sites, threshold, workers, feature_cache)
+    annotate_seconds = round(time.perf_counter() - started, 1)
     materials.drop(columns=["unitcell"]).to_csv(out / "materials.csv", index=False)
     sites.to_csv(out / "sites.csv", index=False)
     elements = trends.element_means(sites)
@@ -66,7 +75,7 @@ def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: 
     groups = trends.spacegroup_means(materials)
     groups.to_csv(out / "spacegroup_trends.csv")
     trends.plot_element_heatmap(sites, out / "element_heatmap.png")
-    trends.plot_spacegroup_bars(materials, out / "spacegroup_bars.png")
+    trends.plot_spacegroup_bars(materials, out / "spacegroup_bars.png", min_count=min_group_size)
 
     found = screening.candidates(materials, threshold)
     found.drop(columns=["unitcell"]).to_csv(out / "candidates.csv", index=False)
@@ -81,13 +90,16 @@ def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: 
         "top_elements": elements.head(5).reset_index().to_dict("records"),
         "top_spacegroups": groups.head(5).reset_index().to_dict("records"),
         "top_spacegroups_min3": groups[groups["n_materials"] >= 3].head(5).reset_index().to_dict("records"),
+        "min_group_size": min_group_size,
+        "top_spacegroups_min": groups[groups["n_materials"] >= min_group_size].head(5).reset_index().to_dict("records"),
         "threshold": threshold, "n_candidates": len(found),
         "candidate_prototypes": found["prototype"].value_counts().head(5).to_dict(),
         "top_prototypes": prototypes["n_materials"].head(5).to_dict(),
         "strong_site_polyhedra": strong_sites["polyhedron"].value_counts().to_dict() if len(strong_sites) else {},
+        "annotate_seconds": annotate_seconds,
     }
     summary["models"] = _fit_models(materials, sites, out, rules, grid_search, min_rows_for_models, workers,
-                                    feature_cache or out / "feature_cache")
+                                    feature_cache)
     if fetch_result is not None:
         summary["case_study"] = _case_study(materials, fetch_result, out / "case_study.png", plot_side_by_side)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -153,8 +165,24 @@ def _case_study(materials, fetch_result, path, plot) -> dict:
     return {**picks, "grade": best or "ungraded"}
 
 
-def write_report(out: Path, title: str = "tdph campaign report") -> Path:
-    """One HTML page: figures inline, a sortable and searchable table of materials with plot links."""
+def write_report(out: Path, title: str = "tdph campaign report", page_size: int = 200) -> Path:
+    """One HTML page: figures inline, a sortable and searchable table of materials with plot links.
+
+    Parameters
+    ----------
+    out
+        The folder of ``tdph analyze`` (summary.json, materials.csv, figures); report.html is written there.
+    title
+        Page title.
+    page_size
+        Rows put in the table at a time ("show more" adds as many): every row's data is embedded, but
+        only a page of them is in the DOM, so filtering 4,000 materials stays smooth.
+
+    Returns
+    -------
+    Path
+        The page.
+    """
     summary = json.loads((out / "summary.json").read_text())
     table = pd.read_csv(out / "materials.csv")
     left_out = out / "left_out_materials.csv"  # graded out of the analysis; shown only when the filter asks
@@ -177,7 +205,7 @@ def write_report(out: Path, title: str = "tdph campaign report") -> Path:
                             header="".join(f'<th data-col="{c}">{html.escape(COLUMN_HEADERS.get(c, c))}</th>'
                                            for c in columns) + "<th>dispersion</th>",
                             rows=json.dumps(rows, default=str).replace("</", "<\\/"),
-                            columns=json.dumps(columns))
+                            columns=json.dumps(columns), page=int(page_size))
     path = out / "report.html"
     path.write_text(page)
     return path
@@ -240,44 +268,69 @@ th {{ cursor: pointer; background: #f0f0f0; }} input {{ margin: 0.5em 0; padding
 <option value="AB">A-B</option><option value="ABCF-">all, with F (not a result)</option></select></label>
 <span id="count"></span>
 <table id="materials"><thead><tr>{header}</tr></thead><tbody></tbody></table>
+<p><button id="more" type="button" hidden>show more</button></p>
 <script>
 const rows = {rows};
 const columns = {columns};
+const PAGE = {page};  // rows put in the DOM at a time: thousands of rows make every keystroke slow
 let sortCol = "", sortDesc = true;  // "": trust grade first (A, B, C, ungraded, F), then max R_onsite
+let shown = [], limit = PAGE;
 const gradeRank = g => ({{A: 0, B: 1, C: 2, "": 3, F: 4}})[g || ""] ?? 3;
+const haystack = rows.map(r => columns.map(c => String(r[c] ?? "").toLowerCase()).join("\u0000"));
+rows.forEach((r, i) => {{ r._i = i; }});
 function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toPrecision(4)) : (v ?? ""); }}
+function rowElement(r) {{
+  const tr = document.createElement("tr");
+  tr.dataset.material = r.material_id;
+  for (const c of columns) {{ const td = document.createElement("td"); td.textContent = fmt(r[c]); tr.appendChild(td); }}
+  const td = document.createElement("td");
+  if (r.plot) {{ const a = document.createElement("a"); a.href = r.plot; a.textContent = "plot"; td.appendChild(a); }}
+  tr.appendChild(td);
+  return tr;
+}}
+function showRows(from) {{  // append shown[from, limit) to the table body
+  const body = document.querySelector("#materials tbody");
+  const part = document.createDocumentFragment();
+  for (const r of shown.slice(from, limit)) part.appendChild(rowElement(r));
+  if (from === 0) body.replaceChildren(part); else body.appendChild(part);
+  const n = Math.min(limit, shown.length);
+  document.getElementById("count").textContent = shown.length + " of " + rows.length + " materials"
+    + (n < shown.length ? " (first " + n + " shown)" : "");
+  const more = document.getElementById("more");
+  more.hidden = n >= shown.length;
+  more.textContent = "show " + Math.min(PAGE, shown.length - n) + " more";
+}}
 function render() {{
   const q = document.getElementById("search").value.toLowerCase();
   const g = document.getElementById("grade").value;
-  const shown = rows.filter(r => g.includes(r.grade || "-")
-                                 && (!q || columns.some(c => String(r[c] ?? "").toLowerCase().includes(q))));
+  shown = rows.filter(r => g.includes(r.grade || "-") && (!q || haystack[r._i].includes(q)));
   shown.sort((a, b) => {{
     if (!sortCol) return (gradeRank(a.grade) - gradeRank(b.grade)) || ((b.r_onsite_max ?? 0) - (a.r_onsite_max ?? 0));
     const x = a[sortCol], y = b[sortCol];
     const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
     return sortDesc ? -d : d;
   }});
-  const body = document.querySelector("#materials tbody");
-  body.innerHTML = "";
-  for (const r of shown) {{
-    const tr = document.createElement("tr");
-    tr.dataset.material = r.material_id;
-    for (const c of columns) {{ const td = document.createElement("td"); td.textContent = fmt(r[c]); tr.appendChild(td); }}
-    const td = document.createElement("td");
-    if (r.plot) {{ const a = document.createElement("a"); a.href = r.plot; a.textContent = "plot"; td.appendChild(a); }}
-    tr.appendChild(td);
-    body.appendChild(tr);
-  }}
-  document.getElementById("count").textContent = shown.length + " of " + rows.length + " materials";
+  limit = PAGE;
+  showRows(0);
+  const h = new URLSearchParams();
+  if (q) h.set("q", document.getElementById("search").value);
+  if (g !== "ABC-") h.set("grade", g);
+  history.replaceState(null, "", h.toString() ? "#" + h : location.pathname + location.search);
 }}
 document.querySelectorAll("#materials th[data-col]").forEach(th => th.addEventListener("click", () => {{
   sortDesc = sortCol === th.dataset.col ? !sortDesc : true; sortCol = th.dataset.col; render();
 }}));
-document.getElementById("search").addEventListener("input", render);
+let typing;  // filter once the typing pauses, not on every keystroke
+document.getElementById("search").addEventListener("input", () => {{ clearTimeout(typing); typing = setTimeout(render, 150); }});
 document.getElementById("grade").addEventListener("change", render);
-const hash = new URLSearchParams(location.hash.slice(1));  // e.g. #q=Cs&grade=ABCF-
-if (hash.get("q")) document.getElementById("search").value = hash.get("q");
-if (hash.get("grade")) document.getElementById("grade").value = hash.get("grade");
-render();
+document.getElementById("more").addEventListener("click", () => {{ const from = limit; limit += PAGE; showRows(from); }});
+function fromHash() {{
+  const hash = new URLSearchParams(location.hash.slice(1));  // e.g. #q=Cs&grade=ABCF-
+  document.getElementById("search").value = hash.get("q") || "";
+  if (hash.get("grade")) document.getElementById("grade").value = hash.get("grade");
+  render();
+}}
+window.addEventListener("hashchange", fromHash);
+fromHash();
 </script></body></html>
 """
