@@ -82,10 +82,12 @@ def test_a_matcher_failure_is_labelled_cached_and_still_reported(tmp_path, monke
 
     monkeypatch.setattr(screening, "aflow_prototype", boom)
     broken = pd.concat([materials, pd.DataFrame([{"material_id": "bad", "unitcell": {"not": "a structure"}}])])
+    sites = pd.concat([sites, pd.DataFrame({"material_id": ["NaCl"], "site": [99], "r_onsite": [0.9]})])
     with caplog.at_level(logging.WARNING, logger=screening.log.name):
         labelled, strong = screening.annotate(broken, sites, 0.15, cache_dir=tmp_path)
     assert set(labelled["prototype"]) == {"unmatched"} and "octahedron" in set(strong["polyhedron"])
-    assert "matcher exploded" in caplog.text and "bad: no structure" in caplog.text
+    assert strong.set_index("site").loc[99, "polyhedron"] == "unknown"  # no such site: labelled, not fatal
+    assert "matcher exploded" in caplog.text and "bad: no structure" in caplog.text and "site 99" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=screening.log.name):
         screening.annotate(broken, sites, 0.15, cache_dir=tmp_path)  # from the cache: still said

@@ -118,7 +118,7 @@ def material_annotation(unitcell: dict, sites: list[int], known: dict | None = N
             out["errors"].append(f"no prototype ({type(exc).__name__}: {exc})")
     orbit = _orbits(structure) if missing else None
     for i in missing:
-        rep = int(orbit[i])
+        rep = int(orbit[i]) if 0 <= i < len(orbit) else i  # a bad index fails below, as 'unknown'
         if str(rep) not in out["polyhedra"]:  # the polyhedron is the same on every site of an orbit
             try:
                 out["polyhedra"][str(rep)] = coordination_polyhedron(structure, rep)
