@@ -143,6 +143,51 @@ def import_cmd(
     console.print(f"imported {added} records ({skipped} already present, left as they were)")
 
 
+@campaign_app.command("publish")
+def publish_cmd(
+    out: Annotated[Path, typer.Option(help="Dataset folder (light files: CSV, JSON, card, report, figures)")],
+    campaign: Annotated[str | None, typer.Option(help="Campaign name (default: all)")] = None,
+    records: Annotated[Path | None, typer.Option(
+        help="Publish an exported records file (tdph campaign export) instead of the database")] = None,
+    work_dir: Annotated[Path | None, typer.Option(
+        help="Heavy intermediates: features, forests (default: OUT/../<name>-work)")] = None,
+    workers: Annotated[int, typer.Option(help="Processes for the matminer features")] = 1,
+    min_group_size: Annotated[int, typer.Option(help="Space groups with fewer materials are left out of the trends")] = 10,
+    threshold: Annotated[float, typer.Option(help="Screening threshold on max R_onsite")] = 0.15,
+    mdr_dir: Annotated[str, typer.Option(help="MDR folder as written in the data card's reproduce commands")] = (
+        "../shared/data/phonondb_pbesol_20180417/raw_lt20atoms"),
+    launchpad: LaunchpadOption = None,
+) -> None:
+    """Publish a campaign as a dataset: materials.csv/.json.gz, data card, report, analyses, paper comparison."""
+    from ..analysis.dataset import campaign_settings, publish, read_records
+    from ..campaign.settings import resolve
+
+    if records is not None and not records.is_file():
+        fail(f"{records}: no such file")
+    db = None if records is not None else resolve(launchpad)
+    found = read_records(records if records is not None else (db, campaign))
+    if campaign and records is not None:
+        found = [r for r in found if r.get("campaign") == campaign]
+    if not found:
+        fail("no records to publish" + (f" in campaign {campaign}" if campaign else ""))
+    settings = campaign_settings(db, campaign) if db is not None else []
+    reproduce = ["tdph db start"]
+    for s in settings or [{}]:
+        temps = " ".join(f"-T {t:g}" for t in s.get("temperatures", [300.0]))
+        sc = " --self-consistent" if (s.get("settings") or {}).get("self_consistent") else ""
+        model = f" --model {s['model']}" if s.get("model") else ""
+        reproduce.append(f"tdph campaign submit --mdr-dir {mdr_dir} {temps}{model}{sc} --chunk-size 4"
+                         + (f" --campaign {campaign}" if campaign else ""))
+    reproduce += ["tdph worker --n 2   # or qlaunch on SLURM (docs/workflows.md); resumable: rerun after a kill",
+                  f"tdph campaign publish --out {out}" + (f" --campaign {campaign}" if campaign else "")]
+    work = work_dir or out.parent / f"{out.name}-work"
+    report = publish(found, out, work, settings, reproduce, workers=workers, min_group_size=min_group_size,
+                     threshold=threshold, title=f"tdph campaign {campaign or ''}".strip())
+    console.print(f"{report.n_records} records (" + ", ".join(f"{n} {k}" for k, n in sorted(report.by_state.items()))
+                  + "); by grade: " + ", ".join(f"{g or 'ungraded'} {n}" for g, n in sorted(report.by_grade.items())))
+    console.print(f"wrote {len(report.files)} files to {out} (intermediates in {work})")
+
+
 def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
     """Wait for worker processes, showing materials done / running / failed / waiting; their exit codes.
 
