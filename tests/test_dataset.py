@@ -84,6 +84,7 @@ def test_trusted_and_every_grade_analyses_side_by_side(published):
     for planted in ("Cs", "Tl", "Rb"):  # the synthetic set plants the paper's elements: found on both sides
         assert planted in page.split("strongest elements")[1].split("\n")[0]
     assert "trusted: 3 of the paper's strongest elements" in page
+    assert f"| F became_unstable | {len(UNTRUSTWORTHY)} |" in page and f"| B one_shot | {N_COMPLETED - len(UNTRUSTWORTHY)} |" in page
 
 
 def test_card_report_and_the_same_dataset_from_an_exported_file(published, tmp_path):

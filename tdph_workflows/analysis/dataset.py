@@ -192,7 +192,17 @@ def _top(summary: dict, key: str, name: str, n: int = 5) -> list:
     return [x[name] for x in summary.get(key, [])[:n]]
 
 
-def comparison_page(trusted: dict, every: dict, n_records: int) -> str:
+def reason_counts(rows: list[dict]) -> dict[str, int]:
+    """How many completed materials carry each grade reason code ('F dft_stability', ...), most frequent first."""
+    counts: Counter = Counter()
+    for r in rows:
+        if r.get("state") == "COMPLETED":
+            counts.update({reason.split(":")[0].strip() for reason in (r.get("grade_reasons") or "").split("; ")
+                           if reason.strip()})
+    return dict(counts.most_common())
+
+
+def comparison_page(trusted: dict, every: dict, n_records: int, reasons: dict[str, int] | None = None) -> str:
     """Markdown: our strongest elements, space groups, candidate share and prototypes beside the paper's."""
     def share(s: dict) -> str:
         return f"{s['n_candidates']} of {s['n_materials']} ({100 * s['n_candidates'] / max(s['n_materials'], 1):.1f} %)"
@@ -237,6 +247,11 @@ def comparison_page(trusted: dict, every: dict, n_records: int) -> str:
                  for kind in ("global", "local") if kind in m]
         lines.append(f"- Random forests ({label}): " + ("; ".join(parts) if parts else m.get("skipped", "not fitted")))
     lines += ["", "## Where we agree, where not, and why", "", _agreement(trusted, every), ""]
+    if reasons:
+        n_done = every["n_materials"]
+        lines += ["What grading removes (a material can carry several reasons; docs/trust.md):", "",
+                  "| reason | materials | share of completed |", "|---|---|---|",
+                  *(f"| {code} | {n} | {100 * n / max(n_done, 1):.1f} % |" for code, n in reasons.items()), ""]
     return "\n".join(lines)
 
 
@@ -367,7 +382,7 @@ def publish(records: list[dict], out: str | Path, work_dir: str | Path, settings
     report.by_grade = dict(Counter(r["grade"] for r in rows if r["state"] == "COMPLETED"))
     page = write_report(work / "analysis_trusted", title=f"{title}: {len(rows)} materials, trusted-grade trends")
     shutil.copy2(page, out / "report.html")
-    (out / "comparison.md").write_text(comparison_page(trusted, every, len(records)))
+    (out / "comparison.md").write_text(comparison_page(trusted, every, len(records), reason_counts(rows)))
     versions = {"tdph-workflows": __version__, **package_versions()}
     (out / "DATACARD.md").write_text(data_card(report, settings or [], versions, reproduce or []))
     report.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())

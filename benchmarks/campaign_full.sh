@@ -1,0 +1,34 @@
+#!/bin/bash
+# The full MDR campaign (all 3,992 shared raw_lt20atoms entries, 300 K, one-shot), resumable across machines.
+#
+#   bash benchmarks/campaign_full.sh [WORKERS]      # default 2; runs until every material is settled
+#
+# Starts (or reuses) an embedded database under $CAMPAIGN_DIR, imports the records committed in
+# benchmarks/results/campaign_full/records.jsonl.gz (nothing settled is computed again), submits the
+# whole set (known materials are skipped by their dedup keys), exports the settled records back into
+# the repository every 10 minutes, and runs the workers. After a kill, run it again.
+# Publish with: tdph campaign publish --campaign mdr-full --out datasets/mdr-full
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKERS=${1:-2}
+CAMPAIGN_DIR=${CAMPAIGN_DIR:-../campaign_full}
+RECORDS=benchmarks/results/campaign_full/records.jsonl.gz
+MDR=${TDPH_DATA:-../shared/data}/phonondb_pbesol_20180417/raw_lt20atoms
+export TDPH_DB_PORT=${TDPH_DB_PORT:-27300} TDPH_DB_DIR=$CAMPAIGN_DIR/db
+source .venv/bin/activate
+mkdir -p "$CAMPAIGN_DIR"
+tdph db start
+[ -f "$RECORDS" ] && tdph campaign import "$RECORDS"
+# --sample N --seed 1: every entry, in a seeded random order, so a partial run is an unbiased subset
+tdph campaign submit --mdr-dir "$MDR" --sample 3992 --seed 1 --model TDPH-M3GNet-MDR-PBEsol-2026.11 \
+    --campaign mdr-full --chunk-size 4
+tdph campaign rerun --lost --expiration-secs 600   # materials of workers killed with the last session
+(while true; do
+    sleep 600
+    tdph campaign export --campaign mdr-full --out "$RECORDS" >> "$CAMPAIGN_DIR/export.log" 2>&1
+ done) &
+EXPORTER=$!
+trap 'kill $EXPORTER 2>/dev/null || true' EXIT
+tdph worker --n "$WORKERS" --work-dir "$CAMPAIGN_DIR/runs"
+tdph campaign export --campaign mdr-full --out "$RECORDS"
+tdph campaign status --campaign mdr-full
