@@ -126,3 +126,42 @@ def test_report_embeds_every_row_but_puts_one_page_in_the_table(tmp_path):
     one = _rendered(page_uri + "#q=cspb")  # the URL hash still filters; one match: no "show more"
     assert one.count("<tr data-material=") == 1 and "1 of 450 materials" in one
     assert re.search(r'<button id="more" type="button" hidden', one)
+
+
+def test_equivalent_site_rows_are_fitted_once_with_their_multiplicity():
+    """Collapsed rows carry their multiplicity: counts, split metrics and CV stay per site, with fewer rows."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from tdph_workflows.analysis.models import ForestSettings, collapse_equivalent_rows, cross_validate, fit_forest
+
+    rng = np.random.default_rng(0)
+    rows, index, target = [], [], []
+    for m in range(40):  # 40 materials, each 2-3 orbits of 1-4 equivalent sites (identical features and target)
+        site = 0
+        for _ in range(rng.integers(2, 4)):
+            f = rng.normal(size=4)
+            for _ in range(rng.integers(1, 5)):
+                rows.append(f)
+                target.append(float(abs(f[0]) + 0.1 * f[1] ** 2))
+                index.append((f"mp-{m}", site))
+                site += 1
+    x = pd.DataFrame(rows, columns=list("abcd"), index=pd.MultiIndex.from_tuples(index, names=["material_id", "site"]))
+    y = pd.Series(target, index=x.index)
+    xc, _, w = collapse_equivalent_rows(x, y)
+    assert len(xc) < len(x) and w.sum() == len(x)
+    assert all(w[k] == ((x == xc.iloc[k]).all(axis=1)).sum() for k in range(len(xc)))
+    settings = ForestSettings(n_estimators=20, test_fraction=0.25)
+    fitted = fit_forest(x, y, "local", settings)
+    assert fitted.metrics["n_train"] + fitted.metrics["n_test"] == len(x)
+    assert fitted.metrics["n_distinct_rows"] == len(xc)
+    # the weighted test R^2 of the collapsed rows is the plain R^2 over every site of the test materials
+    groups = xc.index.get_level_values(0)
+    _, te = next(GroupShuffleSplit(1, test_size=0.25, random_state=0).split(xc, groups=groups))
+    test_sites = x[x.index.get_level_values(0).isin(set(groups[te]))]
+    assert len(test_sites) == fitted.metrics["n_test"]
+    assert np.isclose(fitted.metrics["test_r2"], r2_score(y[test_sites.index], fitted.predict(test_sites)))
+    cv = cross_validate(x, y, "local", settings)
+    assert cv["folds"] == 5 and np.isfinite(cv["r2_mean"])

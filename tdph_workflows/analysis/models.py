@@ -115,6 +115,21 @@ def _target(y: pd.Series, boxcox_lambda: float | None) -> np.ndarray:
     return boxcox(np.clip(y.to_numpy(float), 1e-6, None), boxcox_lambda) if boxcox_lambda is not None else y.to_numpy(float)
 
 
+def collapse_equivalent_rows(x: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """One row per distinct (material, features, target), weighted by how many rows it stands for.
+
+    Symmetry-equivalent sites of a material have identical features and R_onsite: fitting them once with
+    their multiplicity as sample weight gives the same per-site weighting in every metric, with 3-4x
+    fewer rows for the local forests of a campaign (fits scale with the rows).
+    """
+    key = pd.DataFrame(x.to_numpy(), copy=False).assign(_material=_groups(x), _target=y.to_numpy())
+    hashes = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    order = np.sort(first)
+    weights = counts[np.argsort(first)].astype(float)
+    return x.iloc[order], y.iloc[order], weights
+
+
 def _groups(x: pd.DataFrame) -> np.ndarray:
     """The material of each row: its index itself (global) or the first level (local, (material_id, site))."""
     return np.asarray(x.index.get_level_values(0))
@@ -132,6 +147,10 @@ def fit_forest(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSetting
     from sklearn.model_selection import GridSearchCV, GroupShuffleSplit, train_test_split
 
     x, y = _usable(x, y, kind)
+    # equivalent rows are collapsed only where they cannot straddle the split (the paper's site split keeps them)
+    weights = np.ones(len(x))
+    if split == "material":
+        x, y, weights = collapse_equivalent_rows(x, y)
     target = _target(y, boxcox_lambda)
     if split == "material":
         tr, te = next(GroupShuffleSplit(1, test_size=settings.test_fraction, random_state=settings.seed)
@@ -141,23 +160,24 @@ def fit_forest(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSetting
     else:
         raise ValueError(f"split must be 'material' or 'site', not {split!r}")
     x_tr, x_te, t_tr, t_te = x.to_numpy()[tr], x.to_numpy()[te], target[tr], target[te]
-    y_tr, y_te = y.to_numpy()[tr], y.to_numpy()[te]
+    y_tr, y_te, w_tr, w_te = y.to_numpy()[tr], y.to_numpy()[te], weights[tr], weights[te]
     forest = _forest(settings)
     if settings.grid_search:
         grid = {"max_depth": [10, settings.max_depth, None], "max_features": [0.3, settings.max_features, 1.0]}
-        forest = GridSearchCV(forest, grid, cv=5, scoring="r2").fit(x_tr, t_tr).best_estimator_
+        forest = GridSearchCV(forest, grid, cv=5, scoring="r2").fit(x_tr, t_tr, sample_weight=w_tr).best_estimator_
     else:
-        forest.fit(x_tr, t_tr)
+        forest.fit(x_tr, t_tr, sample_weight=w_tr)
     fitted = FittedModel(kind, forest, list(x.columns), boxcox_lambda, settings=asdict(settings))
     pred_te = fitted.predict(pd.DataFrame(x_te, columns=x.columns))
     pred_tr = fitted.predict(pd.DataFrame(x_tr, columns=x.columns))
-    fitted.metrics = {"split": split, "n_train": len(x_tr), "n_test": len(x_te),
-                      "n_test_materials": len(set(_groups(x)[te])), "test_r2": float(r2_score(y_te, pred_te)),
-                      "test_mae": float(mean_absolute_error(y_te, pred_te)),
-                      "train_r2": float(r2_score(y_tr, pred_tr)),
+    fitted.metrics = {"split": split, "n_train": int(w_tr.sum()), "n_test": int(w_te.sum()),
+                      "n_distinct_rows": len(x), "n_test_materials": len(set(_groups(x)[te])),
+                      "test_r2": float(r2_score(y_te, pred_te, sample_weight=w_te)),
+                      "test_mae": float(mean_absolute_error(y_te, pred_te, sample_weight=w_te)),
+                      "train_r2": float(r2_score(y_tr, pred_tr, sample_weight=w_tr)),
                       "params": {k: getattr(forest, k) for k in ("n_estimators", "max_depth", "max_features")}}
     if boxcox_lambda is not None:
-        fitted.metrics["test_r2_boxcox"] = float(r2_score(t_te, forest.predict(x_te)))
+        fitted.metrics["test_r2_boxcox"] = float(r2_score(t_te, forest.predict(x_te), sample_weight=w_te))
     return fitted
 
 
@@ -173,16 +193,17 @@ def cross_validate(x: pd.DataFrame, y: pd.Series, kind: str, settings: ForestSet
     from sklearn.model_selection import GroupKFold
 
     x, y = _usable(x, y, kind)
+    x, y, weights = collapse_equivalent_rows(x, y)
     target, groups = _target(y, boxcox_lambda), _groups(x)
     folds = min(folds, len(set(groups)))
     r2, mae = [], []
     for tr, te in GroupKFold(folds).split(x, groups=groups):
-        forest = _forest(settings).fit(x.to_numpy()[tr], target[tr])
+        forest = _forest(settings).fit(x.to_numpy()[tr], target[tr], sample_weight=weights[tr])
         pred = forest.predict(x.to_numpy()[te])
         if boxcox_lambda is not None:
             pred = inv_boxcox(pred, boxcox_lambda)
-        r2.append(r2_score(y.to_numpy()[te], pred))
-        mae.append(mean_absolute_error(y.to_numpy()[te], pred))
+        r2.append(r2_score(y.to_numpy()[te], pred, sample_weight=weights[te]))
+        mae.append(mean_absolute_error(y.to_numpy()[te], pred, sample_weight=weights[te]))
     return {"folds": folds, "r2_mean": float(np.mean(r2)), "r2_std": float(np.std(r2)),
             "mae_mean": float(np.mean(mae)), "r2_per_fold": [round(float(v), 4) for v in r2]}
 
