@@ -165,3 +165,16 @@ def test_equivalent_site_rows_are_fitted_once_with_their_multiplicity():
     assert np.isclose(fitted.metrics["test_r2"], r2_score(y[test_sites.index], fitted.predict(test_sites)))
     cv = cross_validate(x, y, "local", settings)
     assert cv["folds"] == 5 and np.isfinite(cv["r2_mean"])
+
+
+def test_a_structure_aflow_does_not_know_is_typed_by_anonymous_formula_and_space_group():
+    assert screening.structure_type("unmatched", "SrTiO3", 62) == "ABC3 sg62 (no AFLOW match)"
+    assert screening.structure_type("AB_cF8_225_a_b (Halite)", "NaCl", 225) == "AB_cF8_225_a_b (Halite)"
+    assert screening.structure_type("unmatched", float("nan"), 1) == "unmatched"  # no formula: left as it was
+    materials, sites = _tables()
+    distorted = Structure(Lattice.from_parameters(5.1, 5.9, 7.3, 88, 95, 101), ["Na", "Na", "Cl", "Cl"],
+                          [[0, 0, 0], [0.41, 0.13, 0.57], [0.23, 0.61, 0.19], [0.77, 0.35, 0.88]])
+    materials = materials.assign(formula=["NaCl", "CsCl"], spacegroup_number=[225, 221],
+                                 unitcell=[distorted.as_dict(), materials["unitcell"][1]])  # no AFLOW prototype
+    labelled, _ = screening.annotate(materials, sites, 0.15)
+    assert labelled.set_index("material_id").loc["NaCl", "prototype"] == "AB sg225 (no AFLOW match)"

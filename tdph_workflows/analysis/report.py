@@ -88,6 +88,7 @@ def analyze(materials: pd.DataFrame, sites: pd.DataFrame, out: Path, threshold: 
         "n_by_grade": {g or "ungraded": int(n) for g, n in materials["grade"].value_counts().items()},
         "n_materials": len(materials), "n_sites": len(sites), "temperature": float(materials["temperature"].iloc[0]),
         "top_elements": elements.head(5).reset_index().to_dict("records"),
+        "top_elements_min": elements[elements["n_materials"] >= min_group_size].head(5).reset_index().to_dict("records"),
         "top_spacegroups": groups.head(5).reset_index().to_dict("records"),
         "top_spacegroups_min3": groups[groups["n_materials"] >= 3].head(5).reset_index().to_dict("records"),
         "min_group_size": min_group_size,

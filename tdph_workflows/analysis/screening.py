@@ -54,6 +54,22 @@ def aflow_prototype(structure: Structure) -> str:
     return f"{tags['aflow']} ({mineral})" if mineral else tags["aflow"]
 
 
+def structure_type(prototype: str, formula: str, spacegroup_number: int) -> str:
+    """The AFLOW label, or for a structure AFLOW's library lacks: anonymous formula and space group.
+
+    pymatgen's matcher knows ~1,100 prototypes and leaves most MDR crystals (distorted perovskites
+    included) unmatched; 'ABC3 sg62' still groups a campaign's Pnma ABX3 crystals together.
+    """
+    if prototype != "unmatched" or not isinstance(formula, str):
+        return prototype
+    from pymatgen.core import Composition
+
+    try:
+        return f"{Composition(formula).anonymized_formula} sg{int(spacegroup_number)} (no AFLOW match)"
+    except (ValueError, TypeError):
+        return prototype
+
+
 def coordination_polyhedron(structure: Structure, index: int) -> str:
     """Polyhedron of CrystalNN neighbours, named by the best local order parameter for that CN."""
     from pymatgen.analysis.local_env import CrystalNN, LocalStructOrderParams
@@ -204,6 +220,9 @@ def annotate(materials: pd.DataFrame, sites: pd.DataFrame, threshold: float = 0.
         for error in result["errors"]:
             log.warning("%s: %s", material_id, error)
     materials["prototype"] = [results[m]["prototype"] for m in materials["material_id"]]
+    if {"formula", "spacegroup_number"} <= set(materials.columns):
+        materials["prototype"] = [structure_type(p, f, n) for p, f, n in zip(
+            materials["prototype"], materials["formula"], materials["spacegroup_number"], strict=True)]
     strong["polyhedron"] = [results[m]["polyhedra"].get(str(int(i)), "unknown") if m in results else "unknown"
                             for m, i in zip(strong["material_id"], strong["site"], strict=True)]
     return materials, strong
