@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..trust import GRADES
+from ..campaign.queries import grade_rank
 
 # what the paper reports for its 4,669-compound campaign at 300 K (Lee, Li, He & Xia, arXiv 2601.09123)
 PAPER = {
@@ -164,7 +164,7 @@ def read_records(source) -> list[dict]:
 def _write_rows(records: list[dict], out: Path, prototypes: dict[str, str]) -> list[dict]:
     records = [r for r in records if r.get("state") != "WAITING"]  # not computed yet: counted in the card only
     rows = sorted(({**dataset_row(r), "prototype": prototypes.get(r.get("material_id"), "")} for r in records),
-                  key=lambda r: (GRADES.index(r["grade"]) if r["grade"] in GRADES else len(GRADES),
+                  key=lambda r: (grade_rank(r["grade"]),
                                  -(r["r_onsite_max"] or 0.0), r["material_id"] or ""))
     pd.DataFrame(rows, columns=COLUMNS).to_csv(out / "materials.csv", index=False)
     full = [{**dataset_record(r), "prototype": prototypes.get(r.get("material_id"), "")} for r in records]
@@ -186,10 +186,6 @@ def _analysis(records: list[dict], grades: Iterable[str], work: Path, out: Path,
         if (work / name).exists():
             shutil.copy2(work / name, out / name)
     return summary
-
-
-def _top(summary: dict, key: str, name: str, n: int = 5) -> list:
-    return [x[name] for x in summary.get(key, [])[:n]]
 
 
 def reason_counts(rows: list[dict]) -> dict[str, int]:
