@@ -55,7 +55,7 @@ from .schemas import (
     TemperatureResult,
     package_versions,
 )
-from .trust import grade_result
+from .trust import failures_before_sampling, grade_result
 
 log = logging.getLogger(__name__)
 
@@ -364,10 +364,17 @@ def renormalize(
     nearest = nearest_neighbour_distances(phonon.primitive)
     site_of_atom = np.array([supercell.u2u_map[i] for i in supercell.s2u_map])
 
+    # a material graded F by its harmonic stage alone gets capped statistics (campaign setting)
+    known_failures = failures_before_sampling(stage.spectrum, stage.dft_reference, settings.self_consistent)
+    pair_cap = settings.known_failure_pairs if known_failures else None
     results = []
     for temp in temps:
         progress(f"{stage.material_id}: one-shot SSCHA at {temp:g} K ({settings.estimator})")
-        outcome: TemperatureOutcome = engine.run_temperature(temp)
+        outcome: TemperatureOutcome = engine.run_temperature(temp, pair_cap)
+        if pair_cap is not None:
+            outcome.policy_notes.append(
+                f"statistics capped at {pair_cap} pairs (known_failure_pairs): graded F before sampling "
+                f"({', '.join(code for _, code, _ in known_failures)})")
         t0 = time.perf_counter()
         spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies, stage.nac_params)
         outcome.timings["observables"] = time.perf_counter() - t0

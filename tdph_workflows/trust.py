@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .schemas import TDPHResult, TemperatureResult, TrustGrade
+from .schemas import DFTReference, PhononSpectrum, TDPHResult, TemperatureResult, TrustGrade
 
 GRADES = ("A", "B", "C", "F")
 IMAGINARY_THZ = -0.1  # below this a mode counts as imaginary (the spectra's own n_imaginary rule)
@@ -64,6 +64,42 @@ def worst(grades: Iterable[str]) -> str:
     return max(grades, key=GRADES.index, default="A")
 
 
+def failures_before_sampling(harmonic: PhononSpectrum, dft: DFTReference | None,
+                             self_consistent: bool) -> list[tuple[str, str, str]]:
+    """The F reasons known from the harmonic stage alone, as (grade, code, text).
+
+    A material with any is graded F whatever its samples show, so a campaign may cap its
+    statistics (``SSCHASettings.known_failure_pairs``).
+
+    Parameters
+    ----------
+    harmonic
+        The model's harmonic spectrum.
+    dft
+        Model vs DFT comparison of the input's own harmonic frequencies, when it has them.
+    self_consistent
+        Whether Phi(T) will be iterated (an unstable reference is then not a failure yet).
+    """
+    reasons = []
+    harmonic_min = harmonic.min_frequency
+    harmonic_unstable = harmonic_min < IMAGINARY_THZ
+    if dft is not None:
+        dft_unstable = dft.min_frequency_dft < IMAGINARY_THZ
+        if dft_unstable != harmonic_unstable:
+            text = (f"harmonic spectrum {'unstable' if harmonic_unstable else 'stable'} (min {harmonic_min:.2f} "
+                    f"THz) where DFT's is {'unstable' if dft_unstable else 'stable'} (min {dft.min_frequency_dft:.2f} THz)")
+            reasons.append(("F", "dft_stability", text))
+        if dft.relative_deviation > MAX_DFT_DEVIATION:
+            text = (f"harmonic frequencies {100 * dft.relative_deviation:.0f} % from DFT "
+                    f"(> {100 * MAX_DFT_DEVIATION:.0f} %, the paper's outlier rule)")
+            reasons.append(("F", "dft_deviation", text))
+    if harmonic_unstable and not self_consistent:
+        text = (f"one-shot estimate on an unstable harmonic reference (min {harmonic_min:.2f} THz, soft modes "
+                "sampled at a floor): use --self-consistent")
+        reasons.append(("F", "oneshot_on_unstable", text))
+    return reasons
+
+
 def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
     """Grade one temperature of a result; every failed check is a reason ``"<grade> <code>: <text>"``.
 
@@ -86,23 +122,10 @@ def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
     fixed_point = t.self_consistent_converged is True
     stalled = any("stalled" in note for note in t.sampling_notes)
 
-    dft = result.dft_reference
-    if dft is not None:
-        dft_unstable = dft.min_frequency_dft < IMAGINARY_THZ
-        if dft_unstable != harmonic_unstable:
-            fail("F", "dft_stability", f"harmonic spectrum {'unstable' if harmonic_unstable else 'stable'} "
-                 f"(min {harmonic_min:.2f} THz) where DFT's is {'unstable' if dft_unstable else 'stable'} "
-                 f"(min {dft.min_frequency_dft:.2f} THz)")
-        if dft.relative_deviation > MAX_DFT_DEVIATION:
-            fail("F", "dft_deviation", f"harmonic frequencies {100 * dft.relative_deviation:.0f} % from "
-                 f"DFT (> {100 * MAX_DFT_DEVIATION:.0f} %, the paper's outlier rule)")
-
+    reasons += failures_before_sampling(result.harmonic, result.dft_reference, self_consistent)
     if self_consistent and not fixed_point:
         what = "stalled" if stalled else f"did not converge in {len(t.self_consistent_changes_thz)} iterations"
         fail("F", "sc_not_converged", f"self-consistent loop {what}: Phi(T) is an iterate, not a result")
-    if harmonic_unstable and not self_consistent:
-        fail("F", "oneshot_on_unstable", f"one-shot estimate on an unstable harmonic reference (min "
-                 f"{harmonic_min:.2f} THz, soft modes sampled at a floor): use --self-consistent")
     if not harmonic_unstable and unstable_at_t:
         code, grade = ("unstable_at_T", "C") if fixed_point else ("became_unstable", "F")
         cause = "" if fixed_point else ": samples left the harmonic regime"

@@ -58,6 +58,17 @@ def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_pat
 
     again = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS, campaign="t1")
     assert (again.new, again.fireworks) == (0, 0)  # resubmission computes nothing new
+    # capping the statistics of known failures changes the key, but an uncapped result satisfies it
+    capped = submit(items, campaign_db, calculator="emt", temperatures=[300], campaign="t1",
+                    settings={**SETTINGS, "known_failure_pairs": 4})
+    assert (capped.new, capped.fireworks) == (0, 0) and sorted(capped.keys) == sorted(report.keys)
+    # not the other way round: a capped result does not satisfy a request without the cap
+    items_capped_first = [_fcc(tmp_path, "Pd", 3.89)]
+    first = submit(items_capped_first, campaign_db, calculator="emt", temperatures=[300], campaign="t1",
+                   settings={**SETTINGS, "known_failure_pairs": 4})
+    uncapped = submit(items_capped_first, campaign_db, calculator="emt", temperatures=[300], campaign="t1",
+                      settings=SETTINGS)
+    assert first.new == 1 and uncapped.new == 1
 
 
 def test_chunked_mode_stores_each_material(campaign_db, tmp_path):
@@ -70,3 +81,26 @@ def test_chunked_mode_stores_each_material(campaign_db, tmp_path):
     records = list(coll.find({"campaign": "t2"}))
     assert len(records) == 4 and all(r["state"] == "COMPLETED" for r in records)
     assert len({r["job_uuid"] for r in records}) == 2  # two jobs, four individual records
+
+
+def test_withdraw_removes_only_what_no_worker_started(campaign_db, tmp_path):
+    from tdph_workflows.campaign.queries import withdraw_waiting
+
+    done = submit([_fcc(tmp_path, "Al", 4.05)], campaign_db, calculator="emt", temperatures=[300],
+                  settings=SETTINGS, campaign="t3")
+    _run_workers(campaign_db, tmp_path, n=1)
+    items = [_fcc(tmp_path, el, a) for el, a in (("Cu", 3.61), ("Ni", 3.52))]
+    waiting = submit(items, campaign_db, calculator="emt", temperatures=[300], settings=SETTINGS, campaign="t3",
+                     chunk_size=2)
+    other = submit([_fcc(tmp_path, "Ag", 4.09)], campaign_db, calculator="emt", temperatures=[300],
+                   settings=SETTINGS, campaign="elsewhere")
+    assert (done.new, waiting.fireworks, other.new) == (1, 1, 1)
+    assert withdraw_waiting(campaign_db, "t3") == 2
+    coll = registry.collection(campaign_db)
+    assert registry.counts(coll, "t3") == {"COMPLETED": 1}
+    assert registry.counts(coll, "elsewhere") == {"WAITING": 1}
+    lp = launchpad(campaign_db)
+    assert sorted(fw["state"] for fw in lp.fireworks.find({}, {"state": 1})) == ["COMPLETED", "READY"]
+    again = submit(items, campaign_db, calculator="emt", temperatures=[300], campaign="t3",
+                   settings={**SETTINGS, "n_groups": 2})
+    assert again.new == 2

@@ -262,10 +262,11 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
     assert out.sc_new_samples == [128] * 7 and out.sc_ess_pairs == [64.0] * 7
 
 
-def test_reuse_is_the_last_setting_and_opt_in():
+def test_later_settings_come_last_and_are_opt_in():
+    """Settings added after campaigns existed go last (positional callers) and default to the old behaviour."""
     names = [f.name for f in fields(SSCHASettings)]
-    assert names[-1] == "sc_reuse_samples" and SSCHASettings().sc_reuse_samples is False
-    assert names[:-1][-2:] == ["symprec", "seed"]
+    assert names[-4:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs"]
+    assert SSCHASettings().sc_reuse_samples is False and SSCHASettings().known_failure_pairs is None
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):

@@ -137,6 +137,27 @@ def test_too_few_samples_for_a_low_symmetry_basis_means_more_samples_not_garbage
     out = engine.run_temperature(300.0)
     assert out.l2_shift < 1e-6 and np.abs(out.force_constants - fc).max() < 1e-6  # a harmonic crystal: no shift
     assert out.n_samples > 32  # 16 pairs were not enough for this basis
+    # a statistics cap (coarse self-consistent steps, known failures) never stops the fit short of determined
+    capped = engine.run_temperature(300.0, pair_cap=16)
+    assert capped.n_samples > 32 and np.abs(capped.force_constants - fc).max() < 1e-6
+
+
+def test_a_material_graded_f_before_sampling_gets_capped_statistics():
+    """known_failure_pairs: DFT says unstable where the model says stable, so no number of samples helps."""
+    from tdph_workflows.engine import harmonic_stage, renormalize
+
+    stage = harmonic_stage(bulk("Cu", "fcc", a=3.61, cubic=True), "emt", [2, 2, 2])
+    stage.dft_reference = DFTReference(mae_thz=0.1, relative_deviation=0.05, min_frequency_dft=-1.0)
+    strict = {"min_pairs": 8, "n_groups": 4, "max_pairs": 64, "target_abs": 1e-6, "target_rel": 1e-4, "seed": 3}
+    full = renormalize(stage, [300.0], SSCHASettings(**strict)).temperatures[0]
+    capped = renormalize(stage, [300.0], SSCHASettings(**strict, known_failure_pairs=8)).temperatures[0]
+    assert full.n_samples == 128 and capped.n_samples == 16
+    assert capped.trust.grade == "F" and "dft_stability" in capped.trust.codes
+    assert any("capped at 8 pairs" in note and "dft_stability" in note for note in capped.sampling_notes)
+    assert not any("capped" in note for note in full.sampling_notes)
+    # a material with no failure known before sampling is not capped
+    stage.dft_reference = None
+    assert renormalize(stage, [300.0], SSCHASettings(**strict, known_failure_pairs=8)).temperatures[0].n_samples == 128
 
 
 def test_a_slab_with_vacuum_is_flagged_and_a_bulk_crystal_is_not(copper):

@@ -31,7 +31,18 @@ def structure_fingerprint(source: Any) -> str:
 
 # settings added after campaigns existed, with the value that reproduces the earlier behaviour: left out of
 # the key at that value, so a resubmission of an existing campaign finds its results instead of recomputing
-KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False}
+KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False, "known_failure_pairs": None}
+
+
+# settings that only lower the statistics of some materials: a result computed at the listed value (more
+# statistics) satisfies a request at any other value, so a campaign that turns them on computes nothing again
+SATISFIED_BY = {"known_failure_pairs": None}
+
+
+def satisfying_settings(settings: dict) -> list[dict]:
+    """Other settings whose results satisfy a request for ``settings`` (``SATISFIED_BY``)."""
+    changed = {k: v for k, v in SATISFIED_BY.items() if k in settings and settings[k] != v}
+    return [{**settings, **changed}] if changed else []
 
 
 def item_key(material_id: str, fingerprint: str, settings: dict, model: str) -> str:

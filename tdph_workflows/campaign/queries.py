@@ -8,6 +8,7 @@ e.g. :class:`~tdph_workflows.campaign.settings.DatabaseSettings`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
@@ -314,6 +315,39 @@ def rerun_fireworks(db: DatabaseSettings, state: str = "FIZZLED", lost: bool = F
     for fw_id in ids:
         lp.rerun_fw(fw_id)
     return len(ids), n_lost
+
+
+def withdraw_waiting(db: DatabaseSettings, campaign: str) -> int:
+    """Remove a campaign's materials that no worker has started, so it can be resubmitted with other settings.
+
+    Deletes the workflows whose fireworks are all READY or WAITING (``LaunchPad.delete_wf``) and the
+    WAITING records of their keys; nothing computed, running or failed is touched. Returns how many
+    materials were withdrawn.
+
+    Parameters
+    ----------
+    db
+        The campaign database.
+    campaign
+        Campaign name (``spec.tdph_campaign`` of its fireworks).
+    """
+    from . import registry
+    from .settings import launchpad
+
+    lp = launchpad(db)
+    coll = registry.collection(db)
+    idle = {"READY", "WAITING"}
+    withdrawn = 0
+    for fw in lp.fireworks.find({"spec.tdph_campaign": campaign, "state": {"$in": sorted(idle)}},
+                                {"fw_id": 1, "spec.tdph_keys": 1}):
+        wf = lp.workflows.find_one({"nodes": fw["fw_id"]}, {"nodes": 1, "fw_states": 1})
+        if wf is None or any(state not in idle for state in wf["fw_states"].values()):
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):  # FireWorks prints three lines per workflow
+            lp.delete_wf(fw["fw_id"], delete_launch_dirs=False)
+        keys = fw["spec"].get("tdph_keys", [])
+        withdrawn += coll.delete_many({"key": {"$in": keys}, "state": registry.WAITING}).deleted_count
+    return withdrawn
 
 
 def _release_stale_locks(lp, fw_ids: list[int], poll_secs: float = 0.5) -> int:

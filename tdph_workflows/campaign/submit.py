@@ -11,7 +11,7 @@ from ..core.sscha import SSCHASettings
 from ..io.mdr import material_id_from_path
 from ..potentials import model_fingerprint, model_spec
 from . import registry
-from .keys import item_key, structure_fingerprint
+from .keys import item_key, satisfying_settings, structure_fingerprint
 from .settings import DatabaseSettings, launchpad
 
 CATEGORIES = ("gpu", "cpu")  # the FireWorks categories the shipped workers pull
@@ -80,7 +80,8 @@ def submit(
     (``JOBFLOW_CONFIG_FILE``, the launchpad file), so no credential is ever stored in the database.
     A FAILED material whose input file was corrected (same id, source, settings and model; new file
     content) is superseded by the new submission, and its fizzled firework defused, so a later
-    ``campaign rerun`` cannot compute it a second time.
+    ``campaign rerun`` cannot compute it a second time. A material known under settings whose result
+    satisfies these (``keys.SATISFIED_BY``: the same run without a statistics cap) is not added again.
     """
     from jobflow.managers.fireworks import flow_to_workflow
 
@@ -99,11 +100,14 @@ def submit(
         except OSError as exc:
             fingerprint = f"unreadable:{exc}"
         key = item_key(item.material_id, fingerprint, {"T": temps, **settings}, model)
-        if key not in seen and coll.count_documents({"key": key}, limit=1) == 0:
+        satisfying = [item_key(item.material_id, fingerprint, {"T": temps, **other}, model)
+                      for other in satisfying_settings(settings)]
+        found = coll.find_one({"key": {"$in": [key, *satisfying]}}, {"key": 1}) if key not in seen else None
+        if key not in seen and found is None:
             new.append({"key": key, "material_id": item.material_id, "source": item.source,
                         "cost_hint": item.cost_hint,
                         "setup_key": item_key(item.material_id, "", {"T": temps, **settings}, model)})
-        seen.add(key)
+        seen.add(found["key"] if found else key)
         if progress:
             progress(k + 1, len(items))
     lp = launchpad(db)

@@ -29,7 +29,6 @@ from typing import Literal
 import numpy as np
 from scipy.linalg import get_lapack_funcs
 from symfc.basis_sets import FCBasisSetO2
-from symfc.solvers.solver_O2 import prepare_normal_equation_O2
 from symfc.utils.utils import SymfcAtoms
 
 
@@ -142,7 +141,12 @@ class HessianAverage(GroupedEstimator):
 
 
 class ForceRegression(GroupedEstimator):
-    """Least-squares force constants from (u, F) pairs, per-group normal equations."""
+    """Least-squares force constants from (u, F) pairs, per-group sufficient statistics.
+
+    The normal equations of F = -Phi u depend on the samples only through sum u u^T and
+    sum F u^T (3N x 3N each), so each jackknife group keeps those two sums and nothing else;
+    ``estimate`` builds the normal equations in symfc's basis from them (``SymmetricNormalEquations``).
+    """
 
     name = "force_fit"
     consumes = "forces"
@@ -163,13 +167,13 @@ class ForceRegression(GroupedEstimator):
         dim = 3 * self.n_atoms
         if translation_invariant:
             self.basis = basis or symfc_basis(cell, frac, numbers)
-            nb = self.basis.blocked_basis_set.shape[1]
-            self._xtx = np.zeros((n_groups, nb, nb))
-            self._xty = np.zeros((n_groups, nb))
+            self._normal = SymmetricNormalEquations(self.basis, self.n_atoms)
+            self._uu = np.zeros((n_groups, *self._normal.folded_shape))
+            self._fu = np.zeros((n_groups, *self._normal.folded_force_shape))
         else:
             self.basis = None
-            self._xtx = np.zeros((n_groups, dim, dim))
-            self._xty = np.zeros((n_groups, dim, dim))
+            self._uu = np.zeros((n_groups, dim, dim))
+            self._fu = np.zeros((n_groups, dim, dim))
 
     @property
     def already_symmetric(self) -> bool:
@@ -189,37 +193,24 @@ class ForceRegression(GroupedEstimator):
     def add(self, displacements: np.ndarray, forces: np.ndarray, weights: np.ndarray | None = None) -> None:
         """displacements, forces: (n, N, 3); forces already relative to the reference.
 
-        With ``weights`` (n,) the normal equations are the weighted ones, X^T W X and X^T W F: the
-        design rows of a sample are linear in its displacement, so scaling u and F by sqrt(w) gives them.
+        With ``weights`` (n,) the sums are the weighted ones, sum w u u^T and sum w F u^T (weighted
+        least squares).
         """
         n = len(displacements)
         d = np.ascontiguousarray(displacements.reshape(n, -1), dtype=float)
         f = np.ascontiguousarray(forces.reshape(n, -1), dtype=float)
-        weighted = weights is not None
-        if weighted:
-            w = np.asarray(weights, float)
-            root = np.sqrt(w)[:, None]
-            d, f = np.ascontiguousarray(d * root), np.ascontiguousarray(f * root)
-        # All pairs of one jackknife group in this batch go through one normal-equation call:
-        # the sums are linear in the samples, so the result is the same, but symfc's
-        # prepare_normal_equation_O2 has a per-call cost independent of the sample count
-        # (the basis sandwich B^T M B, ~0.3 s for a 128-atom Cmcm cell), which per-pair
-        # calls paid n_pairs times instead of n_groups times per batch.
+        if weights is not None:
+            root = np.sqrt(np.asarray(weights, float))[:, None]
+            d, f = d * root, f * root
         rows: dict[int, list[int]] = {}
         for g, sl in self._split_pairs(n):
             rows.setdefault(g, []).extend(range(sl.start, sl.stop))
         for g, idx in rows.items():
-            if weighted:  # samples of weight 0 add nothing: skip their (per-sample) basis products
-                idx = [i for i in idx if w[i] > 0]
-                if not idx:
-                    continue
+            uu, fu = d[idx].T @ d[idx], f[idx].T @ d[idx]
             if self.uses_symfc:
-                xtx, xty = prepare_normal_equation_O2(d[idx], f[idx], self.basis)
-                self._xtx[g] += xtx
-                self._xty[g] += xty
-            else:
-                self._xtx[g] += d[idx].T @ d[idx]
-                self._xty[g] += d[idx].T @ f[idx]
+                uu, fu = self._normal.fold(uu, fu)
+            self._uu[g] += uu
+            self._fu[g] += fu
 
     add_forces = add  # the name benchmarks use
 
@@ -228,34 +219,124 @@ class ForceRegression(GroupedEstimator):
 
         Raises
         ------
+        UnderdeterminedFit
+            With the symfc basis, when the kept samples do not determine its parameters.
         ValueError
             Without the symfc basis, when the kept samples do not span all 3N directions.
         """
-        # Sum the kept groups in place, in group order (what .sum(axis=0) does): the fancy-indexed
-        # copy self._xtx[keep] was 7 x nb^2 doubles, e.g. 377 MB for a 114-atom C2/m cell
-        # (nb = 2595), the largest transient of a material and what pushed workers past 2 GB.
         kept = [g for g in range(self.n_groups) if g != leave_out]
-        xtx, xty = self._xtx[kept[0]].copy(), self._xty[kept[0]].copy()
-        for g in kept[1:]:
-            xtx += self._xtx[g]
-            xty += self._xty[g]
+        uu, fu = self._uu[kept].sum(axis=0), self._fu[kept].sum(axis=0)
         n = self.n_atoms
         if self.uses_symfc:
+            xtx, xty = self._normal.equations(uu, fu)
             # symfc's solve_linear_equation is this LAPACK posv call but drops its status: with too few
             # independent samples for the basis (SiC mp-570690, 954 parameters, 16 pairs) it returned
             # force constants that were pure garbage, and a 76 % "shift"
             (posv,) = get_lapack_funcs(("posv",), (xtx, xty))
-            _, coefs, info = posv(xtx, xty, lower=False, overwrite_a=False, overwrite_b=False)
+            _, coefs, info = posv(xtx, xty, lower=False, overwrite_a=True, overwrite_b=False)
             if info != 0:
                 raise UnderdeterminedFit(f"the samples do not determine the {len(xty)} symmetry-adapted "
                                          f"force-constant parameters (normal matrix singular at row {info})")
             fc = self.basis.compression_matrix @ (self.basis.blocked_basis_set @ coefs)
             return np.asarray(fc).reshape(n, n, 3, 3)
-        # F = -Phi u  =>  sum u F^T = -sum u u^T Phi^T
-        if np.linalg.matrix_rank(xtx) < 3 * n:
+        # F = -Phi u  =>  sum F u^T = -Phi sum u u^T
+        if np.linalg.matrix_rank(uu) < 3 * n:
             raise ValueError(f"force fit without symmetry basis needs >= {3 * n} independent samples")
-        phi = -np.linalg.solve(xtx, xty).T
+        phi = -np.linalg.solve(uu, fu.T).T
         return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+class SymmetricNormalEquations:
+    """Normal equations of F = -Phi u in symfc's basis from the sums sum u u^T and sum F u^T.
+
+    symfc's ``prepare_normal_equation_O2`` forms the design matrix of every sample, a cost of
+    n_samples x 3N x n_compr^2 plus a pass over the n_compr^2 normal matrix per ten atoms, whatever
+    the sample count (15 s of 18 s for four samples of a 576-atom CdI2 cell). Here the sums are
+    folded over the lattice translations of the supercell once per batch, so the design matrix
+    is never formed: X^T X = sum_{a, alpha} C_a,alpha^T Ubar C_a,alpha, with C_a,alpha the rows
+    of symfc's compact compression matrix for atom a of the unit cell and Cartesian direction
+    alpha (one nonzero per row), and Ubar = sum_t P_t^T (sum u u^T) P_t. Equal to symfc's result
+    to rounding (tests/test_estimators.py).
+
+    Parameters
+    ----------
+    basis
+        symfc's second-order basis of the supercell (``FCBasisSetO2``, after ``run()``).
+    n_atoms
+        Atoms in the supercell.
+    """
+
+    def __init__(self, basis: FCBasisSetO2, n_atoms: int) -> None:
+        n = n_atoms
+        compact = basis.compact_compression_matrix.tocsr()
+        self.n_compressed = compact.shape[1]
+        self.n_unit = compact.shape[0] // (9 * n)
+        blocks = np.asarray(basis.atomic_decompr_idx).reshape(n, n)  # (i, j) -> compact row a * N + j'
+        unit_atom = blocks // n
+        if not (unit_atom == unit_atom[:, :1]).all():
+            raise ValueError("symfc's compact rows of an atom do not share one unit-cell atom")
+        self._unit_atom = unit_atom[:, 0]
+        # relabelling of atom i's row: perm[i, j'] = j
+        perm = np.empty((n, n), dtype=np.intp)
+        perm[np.arange(n)[:, None], blocks % n] = np.arange(n)[None, :]
+        self._perms, self._perm_of_atom = np.unique(perm, axis=0, return_inverse=True)
+        self._perm_of_atom = self._perm_of_atom.ravel()
+        # unit-cell atoms whose rows see the same relabellings share one folded sum
+        classes: dict[tuple[int, ...], int] = {}
+        self._class_of_unit = np.array([classes.setdefault(
+            tuple(sorted(self._perm_of_atom[self._unit_atom == a])), len(classes)) for a in range(self.n_unit)])
+        self._class_perms = list(classes)
+        self._perm_counts = np.zeros((len(classes), len(self._perms)), dtype=int)
+        for key, c in classes.items():
+            np.add.at(self._perm_counts[c], list(key), 1)
+        self._rows = []  # per (a, alpha): compact columns touched and the (3N x k) block of C
+        for a in range(self.n_unit):
+            for alpha in range(3):
+                r = ((a * n + np.arange(n))[:, None] * 9 + 3 * alpha + np.arange(3)[None, :]).reshape(-1)
+                block = compact[r]
+                cols = np.unique(block.indices)
+                self._rows.append((a, alpha, cols, block[:, cols].tocsc()))
+        self._eigvecs = basis.blocked_basis_set
+        self.n_atoms = n
+
+    @property
+    def folded_shape(self) -> tuple[int, int, int]:
+        """Shape of a folded sum u u^T: (relabelling classes, 3N, 3N)."""
+        return (len(self._class_perms), 3 * self.n_atoms, 3 * self.n_atoms)
+
+    @property
+    def folded_force_shape(self) -> tuple[int, int, int]:
+        """Shape of a folded sum F u^T: (unit-cell atoms, 3, 3N)."""
+        return (self.n_unit, 3, 3 * self.n_atoms)
+
+    def fold(self, uu: np.ndarray, fu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fold sum u u^T and sum F u^T (3N x 3N each) over the translations; linear in both."""
+        n = self.n_atoms
+        # (j, k, beta*3 + gamma) layout: the relabelling moves 9 contiguous numbers at a time
+        u2 = np.ascontiguousarray(uu.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)).reshape(n, n, 9)
+        folded = np.zeros((len(self._class_perms), n, n, 9))
+        for k, p in enumerate(self._perms):
+            relabelled = np.take(np.take(u2, p, axis=0), p, axis=1)
+            for c in np.flatnonzero(self._perm_counts[:, k]):
+                folded[c] += self._perm_counts[c, k] * relabelled
+        ubar = folded.reshape(-1, n, n, 3, 3).transpose(0, 1, 3, 2, 4).reshape(-1, 3 * n, 3 * n)
+        fu3 = fu.reshape(n, 3, n, 3)
+        fbar = np.zeros(self.folded_force_shape)
+        for i in range(n):
+            fbar[self._unit_atom[i]] += fu3[i][:, self._perms[self._perm_of_atom[i]], :].reshape(3, 3 * n)
+        return ubar, fbar
+
+    def equations(self, ubar: np.ndarray, fbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """X^T X and X^T y in symfc's basis (what ``prepare_normal_equation_O2`` returns) from folded sums."""
+        from symfc.eig_solvers.matrix import block_matrix_sandwich_sym
+
+        m22 = np.zeros((self.n_compressed, self.n_compressed))
+        m2y = np.zeros(self.n_compressed)
+        for a, alpha, cols, block in self._rows:
+            g = ubar[self._class_of_unit[a]]
+            m22[np.ix_(cols, cols)] += block.T @ (g @ block)
+            m2y[cols] -= block.T @ fbar[a, alpha]
+        return block_matrix_sandwich_sym(self._eigvecs, m22), self._eigvecs.T @ m2y
 
 
 class UnderdeterminedFit(ValueError):

@@ -96,6 +96,8 @@ class TemperatureRun:
         The material (``OneShotSSCHA`` or any ``Sampler``); its call counters are shared.
     temperature
         Kelvin; with ``settings.seed`` it seeds the random stream.
+    pair_cap
+        Cap on the pairs of the one-shot and full-statistics estimates (None: ``max_pairs``).
 
     Attributes
     ----------
@@ -133,7 +135,7 @@ class TemperatureRun:
     >>> outcome = run.outcome()                      # doctest: +SKIP
     """
 
-    def __init__(self, sampler: Sampler, temperature: float) -> None:
+    def __init__(self, sampler: Sampler, temperature: float, pair_cap: int | None = None) -> None:
         s = sampler.settings
         self.sampler = sampler
         self.settings = s
@@ -146,6 +148,7 @@ class TemperatureRun:
         self.max_iterations = s.sc_max_iterations if s.self_consistent else 1
         self.coarse_cap = s.sc_coarse_pairs or s.min_pairs
         self.coarse = s.self_consistent and self.coarse_cap < s.max_pairs
+        self.pair_cap = pair_cap  # statistics cap of the one-shot / full-statistics iterations
         self.fc_sampling = sampler.fc_harmonic
         self.freqs_sampling = sampler.freqs_harmonic
         self.sampling_stderr = np.zeros_like(sampler.freqs_harmonic)
@@ -178,7 +181,7 @@ class TemperatureRun:
     def _iterate(self) -> Iteration:
         s = self.settings
         stage = "coarse" if self.coarse else ("full statistics" if s.self_consistent else "one-shot")
-        cap = self.coarse_cap if self.coarse else None
+        cap = self.coarse_cap if self.coarse else self.pair_cap
         if self.store is None:
             est = self.sampler.sample(self.fc_sampling, self.temperature, self.rng, self.timings, cap)
             new, ess = est.n_samples, est.n_samples / 2
@@ -310,10 +313,13 @@ class OneShotSSCHA(Sampler):
     the symmetry, symfc basis and call counters are shared by all temperatures.
     """
 
-    def temperature_run(self, temperature: float) -> TemperatureRun:
-        """A stepping run at ``temperature`` (nothing is sampled until it is iterated)."""
-        return TemperatureRun(self, temperature)
+    def temperature_run(self, temperature: float, pair_cap: int | None = None) -> TemperatureRun:
+        """A stepping run at ``temperature`` (nothing is sampled until it is iterated).
 
-    def run_temperature(self, temperature: float) -> TemperatureOutcome:
+        ``pair_cap`` caps the statistics of its one-shot / full-statistics estimates below ``max_pairs``.
+        """
+        return TemperatureRun(self, temperature, pair_cap)
+
+    def run_temperature(self, temperature: float, pair_cap: int | None = None) -> TemperatureOutcome:
         """Run to the end at ``temperature``; see ``TemperatureRun``."""
-        return self.temperature_run(temperature).run()
+        return self.temperature_run(temperature, pair_cap).run()

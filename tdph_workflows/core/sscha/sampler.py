@@ -293,7 +293,8 @@ class Sampler:
         timings
             Accumulates ``sampling``, ``potential``, ``fit`` (force fit), ``estimate`` and ``symmetrize``.
         pair_cap
-            Lower cap than ``settings.max_pairs`` (coarse self-consistent iterations).
+            Lower cap than ``settings.max_pairs`` on the statistics (coarse self-consistent iterations,
+            a material graded F before sampling); an underdetermined fit still draws up to max_pairs.
 
         Returns
         -------
@@ -325,11 +326,12 @@ class Sampler:
             try:
                 fc, full, jk, l2, se = self._estimate(acc, timings)
             except UnderdeterminedFit as exc:  # low symmetry, large cell: more samples than min_pairs needed
-                if n_pairs >= max_pairs:
+                # a pair cap limits statistics, not determinacy: only max_pairs ends the search
+                if n_pairs >= s.max_pairs:
                     raise UnderdeterminedFit(f"{2 * n_pairs} samples (the cap): {exc}; raise max_pairs") from exc
                 self.progress(f"T={temperature:g} K: {2 * n_pairs} samples do not determine the force "
                               "constants yet; drawing more")
-                batch = min(n_pairs, max_pairs - n_pairs)
+                batch = min(n_pairs, s.max_pairs - n_pairs)
                 continue
             history.append(ConvergenceStep(2 * n_pairs, l2, se))
             self.progress(f"T={temperature:g} K: {2 * n_pairs} samples, L2 shift {100 * l2:.2f} +- {100 * se:.2f} %")
