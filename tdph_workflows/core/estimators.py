@@ -297,6 +297,11 @@ class SymmetricNormalEquations:
                 cols = np.unique(block.indices)
                 self._rows.append((a, alpha, cols, block[:, cols].tocsc()))
         self._eigvecs = basis.blocked_basis_set
+        # symfc's block sandwich walks its block tree once per pair of blocks (18 s for a 612-block Cm
+        # cell, minutes for larger ones); its blocks decompressed once serve every estimate instead
+        self._blocks = sorted(((np.asarray(node.rows), node.col_begin, node.col_end, node.decompress())
+                               for node in self._eigvecs.traverse_data_nodes()), key=lambda b: b[1])
+        self.n_basis = self._eigvecs.shape[1]
         self.n_atoms = n
 
     @property
@@ -328,15 +333,31 @@ class SymmetricNormalEquations:
 
     def equations(self, ubar: np.ndarray, fbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """X^T X and X^T y in symfc's basis (what ``prepare_normal_equation_O2`` returns) from folded sums."""
-        from symfc.eig_solvers.matrix import block_matrix_sandwich_sym
-
         m22 = np.zeros((self.n_compressed, self.n_compressed))
         m2y = np.zeros(self.n_compressed)
         for a, alpha, cols, block in self._rows:
             g = ubar[self._class_of_unit[a]]
             m22[np.ix_(cols, cols)] += block.T @ (g @ block)
             m2y[cols] -= block.T @ fbar[a, alpha]
-        return block_matrix_sandwich_sym(self._eigvecs, m22), self._eigvecs.T @ m2y
+        return self._sandwich(m22), self._eigvecs.T @ m2y
+
+    def _sandwich(self, m: np.ndarray, chunk_columns: int = 1024) -> np.ndarray:
+        """B^T m B for symfc's blocked basis B, m symmetric; B m is formed ~1024 basis columns at a time."""
+        out = np.empty((self.n_basis, self.n_basis))
+        start = 0
+        while start < len(self._blocks):
+            stop, width = start, 0
+            while stop < len(self._blocks) and (width < chunk_columns or stop == start):
+                width += self._blocks[stop][2] - self._blocks[stop][1]
+                stop += 1
+            c0, c1 = self._blocks[start][1], self._blocks[stop - 1][2]
+            mb = np.empty((m.shape[0], c1 - c0))  # m @ B[:, c0:c1]
+            for rows, b0, b1, data in self._blocks[start:stop]:
+                mb[:, b0 - c0:b1 - c0] = m[:, rows] @ data
+            for rows, b0, b1, data in self._blocks:
+                out[b0:b1, c0:c1] = data.T @ mb[rows]
+            start = stop
+        return out
 
 
 class UnderdeterminedFit(ValueError):
