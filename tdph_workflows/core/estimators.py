@@ -255,8 +255,8 @@ class SymmetricNormalEquations:
     folded over the lattice translations of the supercell once per batch, so the design matrix
     is never formed: X^T X = sum_{a, alpha} C_a,alpha^T Ubar C_a,alpha, with C_a,alpha the rows
     of symfc's compact compression matrix for atom a of the unit cell and Cartesian direction
-    alpha (one nonzero per row), and Ubar = sum_t P_t^T (sum u u^T) P_t. Equal to symfc's result
-    to rounding (tests/test_estimators.py).
+    alpha (a few nonzeros per row), and Ubar = sum_t P_t^T (sum u u^T) P_t. Equal to symfc's result
+    to rounding (tests/test_force_fit.py).
 
     Parameters
     ----------
@@ -289,13 +289,16 @@ class SymmetricNormalEquations:
         self._perm_counts = np.zeros((len(classes), len(self._perms)), dtype=int)
         for key, c in classes.items():
             np.add.at(self._perm_counts[c], list(key), 1)
-        self._rows = []  # per (a, alpha): compact columns touched and the (3N x k) block of C
+        # per set of compact columns touched: the (a, alpha, (3N x k) block of C) that touch exactly those
+        # (blocks sharing columns are summed before the one scatter into the n_compr^2 matrix)
+        by_columns: dict[bytes, tuple[np.ndarray, list]] = {}
         for a in range(self.n_unit):
             for alpha in range(3):
                 r = ((a * n + np.arange(n))[:, None] * 9 + 3 * alpha + np.arange(3)[None, :]).reshape(-1)
                 block = compact[r]
                 cols = np.unique(block.indices)
-                self._rows.append((a, alpha, cols, block[:, cols].tocsc()))
+                by_columns.setdefault(cols.tobytes(), (cols, []))[1].append((a, alpha, block[:, cols].tocsc()))
+        self._column_sets = list(by_columns.values())
         self._eigvecs = basis.blocked_basis_set
         # symfc's block sandwich walks its block tree once per pair of blocks (18 s for a 612-block Cm
         # cell, minutes for larger ones); its blocks decompressed once serve every estimate instead
@@ -335,10 +338,10 @@ class SymmetricNormalEquations:
         """X^T X and X^T y in symfc's basis (what ``prepare_normal_equation_O2`` returns) from folded sums."""
         m22 = np.zeros((self.n_compressed, self.n_compressed))
         m2y = np.zeros(self.n_compressed)
-        for a, alpha, cols, block in self._rows:
-            g = ubar[self._class_of_unit[a]]
-            m22[np.ix_(cols, cols)] += block.T @ (g @ block)
-            m2y[cols] -= block.T @ fbar[a, alpha]
+        for cols, blocks in self._column_sets:
+            part = sum(block.T @ (ubar[self._class_of_unit[a]] @ block) for a, _, block in blocks)
+            m22[np.ix_(cols, cols)] += part
+            m2y[cols] -= sum(block.T @ fbar[a, alpha] for a, alpha, block in blocks)
         return self._sandwich(m22), self._eigvecs.T @ m2y
 
     def _sandwich(self, m: np.ndarray, chunk_columns: int = 1024) -> np.ndarray:
