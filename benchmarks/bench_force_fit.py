@@ -117,7 +117,7 @@ def write_table(rows: list[tuple], args) -> None:
         "# Force fit: symfc's per-group normal equations vs folded sufficient statistics",
         "",
         (f"`python benchmarks/bench_force_fit.py --before {args.before}` ({time.strftime('%Y-%m-%d')}, "
-         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, beside two campaign workers and a publish)."),
+         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, beside two campaign workers)."),
         "Each material replays its campaign sampling pattern (batches of pairs doubling to the samples it drew,",
         "a full and 8 leave-one-out estimates per batch) with both estimators on the same samples.",
         "",
