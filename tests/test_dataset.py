@@ -120,3 +120,16 @@ def test_publish_refuses_an_empty_campaign(published):
     _, _, env, _ = published
     r = CliRunner().invoke(app, ["campaign", "publish", "--campaign", "nothing", "--out", "/tmp/x"], env=env)
     assert r.exit_code != 0 and "no records to publish in campaign nothing" in r.output
+
+
+def test_reproduce_commands_carry_every_distinct_setting():
+    from tdph_workflows.analysis.dataset import reproduce_commands
+
+    settings = [{"model": "M", "temperatures": [300.0], "settings": {"self_consistent": False}, "n_fireworks": 59},
+                {"model": "M", "temperatures": [300.0], "settings": {"known_failure_pairs": 16}, "n_fireworks": 939}]
+    commands = reproduce_commands(settings, "mdr-full", "datasets/mdr-full", "MDR")
+    submits = [c for c in commands if c.startswith("tdph campaign submit")]
+    assert submits == ["tdph campaign submit --mdr-dir MDR -T 300 --model M --chunk-size 4 --campaign mdr-full",
+                       ("tdph campaign submit --mdr-dir MDR -T 300 --model M --known-failure-pairs 16 --chunk-size 4 "
+                        "--campaign mdr-full")]
+    assert commands[0] == "tdph db start" and commands[-1] == "tdph campaign publish --out datasets/mdr-full --campaign mdr-full"

@@ -331,6 +331,36 @@ def campaign_settings(db, campaign: str | None) -> list[dict]:
     return list(seen.values())
 
 
+def reproduce_commands(settings: list[dict], campaign: str | None, out: str | Path,
+                       mdr_dir: str = "../shared/data/phonondb_pbesol_20180417/raw_lt20atoms") -> list[str]:
+    """The commands that rebuild a campaign's dataset: one submission per distinct setting, workers, publish.
+
+    Parameters
+    ----------
+    settings
+        :func:`campaign_settings` of the campaign (model, temperatures, engine settings per firework set).
+    campaign
+        Campaign name, or None for every campaign of the database.
+    out
+        The dataset folder.
+    mdr_dir
+        MDR folder as it should appear in the commands.
+    """
+    named = f" --campaign {campaign}" if campaign else ""
+    commands = ["tdph db start"]
+    for s in settings or [{}]:
+        engine = s.get("settings") or {}
+        temps = " ".join(f"-T {t:g}" for t in s.get("temperatures", [300.0]))
+        model = f" --model {s['model']}" if s.get("model") else ""
+        sc = " --self-consistent" if engine.get("self_consistent") else ""
+        cap = engine.get("known_failure_pairs")
+        capped = f" --known-failure-pairs {cap}" if cap is not None else ""
+        commands.append(f"tdph campaign submit --mdr-dir {mdr_dir} {temps}{model}{sc}{capped} --chunk-size 4{named}")
+    commands += ["tdph worker --n 2   # or qlaunch on SLURM (docs/workflows.md); resumable: rerun after a kill",
+                 f"tdph campaign publish --out {out}{named}"]
+    return commands
+
+
 def publish(records: list[dict], out: str | Path, work_dir: str | Path, settings: list[dict] | None = None,
             reproduce: list[str] | None = None, workers: int = 1, feature_cache: str | Path | None = None,
             min_group_size: int = 10, threshold: float = 0.15, title: str = "tdph campaign") -> PublishReport:

@@ -182,7 +182,7 @@ def publish_cmd(
     launchpad: LaunchpadOption = None,
 ) -> None:
     """Publish a campaign as a dataset: materials.csv/.json.gz, data card, report, analyses, paper comparison."""
-    from ..analysis.dataset import campaign_settings, publish, read_records
+    from ..analysis.dataset import campaign_settings, publish, read_records, reproduce_commands
     from ..campaign.settings import resolve
 
     if records is not None and not records.is_file():
@@ -194,15 +194,7 @@ def publish_cmd(
     if not found:
         fail("no records to publish" + (f" in campaign {campaign}" if campaign else ""))
     settings = campaign_settings(db, campaign) if db is not None else []
-    reproduce = ["tdph db start"]
-    for s in settings or [{}]:
-        temps = " ".join(f"-T {t:g}" for t in s.get("temperatures", [300.0]))
-        sc = " --self-consistent" if (s.get("settings") or {}).get("self_consistent") else ""
-        model = f" --model {s['model']}" if s.get("model") else ""
-        reproduce.append(f"tdph campaign submit --mdr-dir {mdr_dir} {temps}{model}{sc} --chunk-size 4"
-                         + (f" --campaign {campaign}" if campaign else ""))
-    reproduce += ["tdph worker --n 2   # or qlaunch on SLURM (docs/workflows.md); resumable: rerun after a kill",
-                  f"tdph campaign publish --out {out}" + (f" --campaign {campaign}" if campaign else "")]
+    reproduce = reproduce_commands(settings, campaign, out, mdr_dir)
     work = work_dir or out.parent / f"{out.name}-work"
     report = publish(found, out, work, settings, reproduce, workers=workers, min_group_size=min_group_size,
                      threshold=threshold, title=f"tdph campaign {campaign or ''}".strip())
