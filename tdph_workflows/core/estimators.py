@@ -289,7 +289,6 @@ class SymmetricNormalEquations:
         classes: dict[tuple[int, ...], int] = {}
         self._class_of_unit = np.array([classes.setdefault(
             tuple(sorted(self._perm_of_atom[self._unit_atom == a])), len(classes)) for a in range(self.n_unit)])
-        self._class_perms = list(classes)
         self._perm_counts = np.zeros((len(classes), len(self._perms)), dtype=int)
         for key, c in classes.items():
             np.add.at(self._perm_counts[c], list(key), 1)
@@ -314,7 +313,7 @@ class SymmetricNormalEquations:
     @property
     def folded_shape(self) -> tuple[int, int, int]:
         """Shape of a folded sum u u^T: (relabelling classes, 3N, 3N)."""
-        return (len(self._class_perms), 3 * self.n_atoms, 3 * self.n_atoms)
+        return (len(self._perm_counts), 3 * self.n_atoms, 3 * self.n_atoms)
 
     @property
     def folded_force_shape(self) -> tuple[int, int, int]:
@@ -332,7 +331,7 @@ class SymmetricNormalEquations:
         u3 = u.reshape(len(u), n, 3)
         ubar = np.zeros(self.folded_shape)
         per_chunk = max(1, FOLD_CHUNK_ROWS // max(len(u), 1))
-        for c in range(len(self._class_perms)):
+        for c in range(len(self._perm_counts)):
             used = np.flatnonzero(self._perm_counts[c])
             for start in range(0, len(used), per_chunk):
                 ks = used[start:start + per_chunk]
