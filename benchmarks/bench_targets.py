@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--name", default="targets")
     ap.add_argument("--self-consistent", action="store_true", help="SSCHASettings(self_consistent=True)")
     ap.add_argument("--known-failure-pairs", type=int, help="SSCHASettings(known_failure_pairs=N), as campaigns")
+    ap.add_argument("--known-failure-keeps-cell", action="store_true",
+                    help="SSCHASettings(known_failure_keeps_cell=True), as campaigns")
     ap.add_argument("--only", nargs="+", help="rerun these materials of the sample; their rows in NAME.csv are replaced")
     args = ap.parse_args()
     setup_env()
@@ -73,7 +75,8 @@ def main() -> None:
     from tdph_workflows.engine import run_temperature_phonons
     from tdph_workflows.potentials import resolve_calculator
 
-    settings = SSCHASettings(self_consistent=args.self_consistent, known_failure_pairs=args.known_failure_pairs)
+    settings = SSCHASettings(self_consistent=args.self_consistent, known_failure_pairs=args.known_failure_pairs,
+                             known_failure_keeps_cell=args.known_failure_keeps_cell)
 
     rss = RSSPeak()
     t0 = time.perf_counter()

@@ -243,12 +243,15 @@ def harmonic_stage(
     progress: Callable[[str], None] | None = None,
     min_supercell_width: float = MIN_SUPERCELL_WIDTH,
     sampling_temperature: float | None = 300.0,
+    settings: SSCHASettings | None = None,
 ) -> HarmonicStage:
     """Input checks, optional relaxation, supercell choice and Phi_HA (see ``run_temperature_phonons``).
 
     ``sampling_temperature``: the temperature (K) at which the supercell must sample harmonic thermal
     displacements within ``THERMAL_SAMPLING_TOLERANCE`` of their converged value, else it is widened
     (``core.phonons.widen_for_thermal_sampling``) and Phi_HA recomputed; None skips the check.
+    ``settings``: the engine settings the stage is for; with ``known_failure_keeps_cell`` a material
+    graded F on its input cell before sampling (``trust.failures_before_sampling``) is not widened.
     """
     progress = progress or (lambda msg: None)
     started = datetime.datetime.now(datetime.UTC).isoformat()
@@ -283,6 +286,20 @@ def harmonic_stage(
         more, first, sampling_ratio = phonons.widen_for_thermal_sampling(
             phonon, fc_ha, sampling_temperature, THERMAL_SAMPLING_TOLERANCE, MAX_WIDENED_ATOMS)
         timings["sampling_check"] = time.perf_counter() - t0
+        if more != [1, 1, 1] and settings is not None and settings.known_failure_keeps_cell:
+            t0 = time.perf_counter()
+            kept = _known_failure_on_input_cell(entry, phonon, fc_ha, relax or supercell_matrix is not None,
+                                                extended_by is not None, settings)
+            timings["harmonic_observables"] = time.perf_counter() - t0
+            if kept:
+                spectrum, dft, failures = kept
+                rule += (f"; not widened although it sampled {first:.2f}x the converged harmonic mean-square "
+                         f"displacement at {sampling_temperature:g} K: graded F before sampling "
+                         f"({', '.join(failures)}; known_failure_keeps_cell)")
+                progress(f"{material_id}: graded F on its input cell ({', '.join(failures)}), not widened")
+                return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp,
+                                     relaxation, calc, calc_name, timings, started, dft, extended_by, first,
+                                     _nac_of(entry))
         if more != [1, 1, 1]:
             multiples = [a * b for a, b in zip(multiples, more, strict=True)]
             extended_by = multiples
@@ -292,15 +309,36 @@ def harmonic_stage(
                      f"widened x{'x'.join(map(str, more))}")
             smat = np.diag(more) @ smat
             phonon, fc_ha, f_ref, n_disp = _harmonic(unitcell, smat, pmat, calc, material_id, timings, progress)
-    nac = nac_document(entry.phonon.nac_params) if isinstance(entry, MDREntry) else None
+    nac = _nac_of(entry)
     t0 = time.perf_counter()
     spectrum = _spectrum(phonon, fc_ha, nac_params=nac)
-    timings["harmonic_observables"] = time.perf_counter() - t0
+    timings["harmonic_observables"] = timings.get("harmonic_observables", 0.0) + time.perf_counter() - t0
     dft = None
     if isinstance(entry, MDREntry) and not relax and supercell_matrix is None:
         dft = _dft_reference(entry, phonon, spectrum, fc_ha if extended_by else None)
     return HarmonicStage(material_id, formula, unitcell, phonon, fc_ha, f_ref, spectrum, rule, n_disp, relaxation,
                          calc, calc_name, timings, started, dft, extended_by, sampling_ratio, nac)
+
+
+def _nac_of(entry) -> dict | None:
+    # Born charges and dielectric tensor of an MDR entry: LO-TO splitting of its band structure
+    return nac_document(entry.phonon.nac_params) if isinstance(entry, MDREntry) else None
+
+
+def _known_failure_on_input_cell(entry, phonon: Phonopy, fc_ha: np.ndarray, own_cell_changed: bool,
+                                 extended: bool, settings: SSCHASettings,
+                                 ) -> tuple[PhononSpectrum, DFTReference | None, list[str]] | None:
+    """Spectrum, DFT comparison and F codes of the input cell when it is graded F before sampling, else None.
+
+    Every such reason is read at the cell's commensurate q-points (the spectrum's minimum, the DFT
+    comparison), which a wider cell built from it contains: widening cannot lift the grade.
+    """
+    spectrum = _spectrum(phonon, fc_ha, nac_params=_nac_of(entry))
+    dft = None
+    if isinstance(entry, MDREntry) and not own_cell_changed:
+        dft = _dft_reference(entry, phonon, spectrum, fc_ha if extended else None)
+    failures = failures_before_sampling(spectrum, dft, settings.self_consistent)
+    return (spectrum, dft, [code for _, code, _ in failures]) if failures else None
 
 
 def _harmonic(unitcell, smat, pmat, calc, material_id, timings, progress):
@@ -452,5 +490,5 @@ def run_temperature_phonons(
     temps = check_temperatures(temperatures)  # validate before any potential call
     settings = settings or SSCHASettings()
     stage = harmonic_stage(structure, calculator, supercell_matrix, relax, relax_fmax, material_id, progress,
-                           min_supercell_width, max(temps) if check_sampling else None)
+                           min_supercell_width, max(temps) if check_sampling else None, settings)
     return renormalize(stage, temps, settings, keep_force_constants, progress)

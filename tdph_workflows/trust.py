@@ -155,7 +155,7 @@ def grade_temperature(result: TDPHResult, t: TemperatureResult) -> TrustGrade:
     ratio = result.thermal_sampling_ratio
     if ratio is not None and ratio > THERMAL_SAMPLING_LIMIT:
         fail("C", "supercell_too_small", f"the supercell samples {ratio:.1f}x the converged harmonic mean-square "
-             "displacement even after widening: thermal samples too large")
+             "displacement (after any widening): thermal samples too large")
     gap, axis = vacuum_gap(result)
     if gap > MAX_VACUUM_GAP:
         fail("B", "vacuum", f"{gap:.1f} A of vacuum along {axis}: a slab, wire or molecule; its phonons are "

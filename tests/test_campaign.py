@@ -69,6 +69,21 @@ def test_campaign_completes_good_items_and_records_bad_ones(campaign_db, tmp_pat
     uncapped = submit(items_capped_first, campaign_db, calculator="emt", temperatures=[300], campaign="t1",
                       settings=SETTINGS)
     assert first.new == 1 and uncapped.new == 1
+    # with both known-failure savings on, a result computed with either, both or neither satisfies the request
+    both = submit(items + items_capped_first, campaign_db, calculator="emt", temperatures=[300], campaign="t1",
+                  settings={**SETTINGS, "known_failure_pairs": 4, "known_failure_keeps_cell": True})
+    assert (both.new, both.fireworks) == (0, 0)
+
+
+def test_satisfying_settings_put_back_every_subset_of_the_savings():
+    from tdph_workflows.campaign.keys import satisfying_settings
+
+    assert satisfying_settings({"seed": 0}) == []
+    assert satisfying_settings({"known_failure_pairs": 16}) == [{"known_failure_pairs": None}]
+    both = satisfying_settings({"seed": 0, "known_failure_pairs": 16, "known_failure_keeps_cell": True})
+    assert both == [{"seed": 0, "known_failure_pairs": None, "known_failure_keeps_cell": True},
+                    {"seed": 0, "known_failure_pairs": 16, "known_failure_keeps_cell": False},
+                    {"seed": 0, "known_failure_pairs": None, "known_failure_keeps_cell": False}]
 
 
 def test_chunked_mode_stores_each_material(campaign_db, tmp_path):

@@ -126,10 +126,14 @@ def test_reproduce_commands_carry_every_distinct_setting():
     from tdph_workflows.analysis.dataset import reproduce_commands
 
     settings = [{"model": "M", "temperatures": [300.0], "settings": {"self_consistent": False}, "n_fireworks": 59},
-                {"model": "M", "temperatures": [300.0], "settings": {"known_failure_pairs": 16}, "n_fireworks": 939}]
+                {"model": "M", "temperatures": [300.0], "settings": {"known_failure_pairs": 16}, "n_fireworks": 939},
+                {"model": "M", "temperatures": [300.0],
+                 "settings": {"known_failure_pairs": 16, "known_failure_keeps_cell": True}, "n_fireworks": 880}]
     commands = reproduce_commands(settings, "mdr-full", "datasets/mdr-full", "MDR")
     submits = [c for c in commands if c.startswith("tdph campaign submit")]
     assert submits == ["tdph campaign submit --mdr-dir MDR -T 300 --model M --chunk-size 4 --campaign mdr-full",
                        ("tdph campaign submit --mdr-dir MDR -T 300 --model M --known-failure-pairs 16 --chunk-size 4 "
-                        "--campaign mdr-full")]
+                        "--campaign mdr-full"),
+                       ("tdph campaign submit --mdr-dir MDR -T 300 --model M --known-failure-pairs 16 "
+                        "--known-failure-keeps-cell --chunk-size 4 --campaign mdr-full")]
     assert commands[0] == "tdph db start" and commands[-1] == "tdph campaign publish --out datasets/mdr-full --campaign mdr-full"

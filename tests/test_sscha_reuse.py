@@ -265,8 +265,9 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
 def test_later_settings_come_last_and_are_opt_in():
     """Settings added after campaigns existed go last (positional callers) and default to the old behaviour."""
     names = [f.name for f in fields(SSCHASettings)]
-    assert names[-4:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs"]
+    assert names[-5:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell"]
     assert SSCHASettings().sc_reuse_samples is False and SSCHASettings().known_failure_pairs is None
+    assert SSCHASettings().known_failure_keeps_cell is False
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):

@@ -160,6 +160,36 @@ def test_a_material_graded_f_before_sampling_gets_capped_statistics():
     assert renormalize(stage, [300.0], SSCHASettings(**strict, known_failure_pairs=8)).temperatures[0].n_samples == 128
 
 
+@pytest.mark.data
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_material_graded_f_on_its_input_cell_keeps_it(mdr_dir, model_dir):
+    """known_failure_keeps_cell, on WS2 mp-224 (150 atoms) with the shipped fine-tuned model.
+
+    Its MDR cell samples too much of the soft interlayer modes, so the check widens it to 300 atoms;
+    but the model already has imaginary modes at that cell's own q-points where DFT has none (F
+    before sampling), and a wider cell holds those q-points too: keeping the cell loses no grade.
+    """
+    from tdph_workflows.engine import THERMAL_SAMPLING_TOLERANCE, harmonic_stage, renormalize
+
+    entry = mdr_dir / "raw_lt20atoms" / "materials-id-224-ws2-p6-3-mmc-194.tar.lzma"
+    model = "TDPH-M3GNet-MDR-PBEsol-2026.11"
+    kept = harmonic_stage(entry, model, settings=SSCHASettings(known_failure_keeps_cell=True))
+    assert len(kept.phonon.supercell) == 150 and kept.supercell_extended_by is None
+    assert kept.thermal_sampling_ratio > THERMAL_SAMPLING_TOLERANCE
+    assert "not widened" in kept.supercell_rule and "dft_stability, oneshot_on_unstable" in kept.supercell_rule
+    assert kept.spectrum.min_frequency < -1.0 < 0 < kept.dft_reference.min_frequency_dft
+    result = renormalize(kept, [300.0], SSCHASettings(known_failure_pairs=16, known_failure_keeps_cell=True))
+    t = result.temperatures[0]
+    assert t.n_samples == 32 and t.trust.grade == "F"
+    assert {"dft_stability", "oneshot_on_unstable", "supercell_too_small"} <= set(t.trust.codes)
+    # without the setting the same material is widened, and is graded F for the same reasons
+    widened = harmonic_stage(entry, model)
+    assert widened.supercell_extended_by == [1, 1, 2] and len(widened.phonon.supercell) == 300
+    assert widened.spectrum.min_frequency < -1.0 and widened.thermal_sampling_ratio < kept.thermal_sampling_ratio
+    assert abs(widened.dft_reference.relative_deviation - kept.dft_reference.relative_deviation) < 0.01
+
+
 def test_a_slab_with_vacuum_is_flagged_and_a_bulk_crystal_is_not(copper):
     from pymatgen.core import Lattice, Structure
 

@@ -355,6 +355,7 @@ def reproduce_commands(settings: list[dict], campaign: str | None, out: str | Pa
         sc = " --self-consistent" if engine.get("self_consistent") else ""
         cap = engine.get("known_failure_pairs")
         capped = f" --known-failure-pairs {cap}" if cap is not None else ""
+        capped += " --known-failure-keeps-cell" if engine.get("known_failure_keeps_cell") else ""
         commands.append(f"tdph campaign submit --mdr-dir {mdr_dir} {temps}{model}{sc}{capped} --chunk-size 4{named}")
     commands += ["tdph worker --n 2   # or qlaunch on SLURM (docs/workflows.md); resumable: rerun after a kill",
                  f"tdph campaign publish --out {out}{named}"]

@@ -31,18 +31,25 @@ def structure_fingerprint(source: Any) -> str:
 
 # settings added after campaigns existed, with the value that reproduces the earlier behaviour: left out of
 # the key at that value, so a resubmission of an existing campaign finds its results instead of recomputing
-KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False, "known_failure_pairs": None}
+KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False, "known_failure_pairs": None, "known_failure_keeps_cell": False}
 
 
-# settings that only lower the statistics of some materials: a result computed at the listed value (more
-# statistics) satisfies a request at any other value, so a campaign that turns them on computes nothing again
-SATISFIED_BY = {"known_failure_pairs": None}
+# settings that only lower the accuracy of some materials graded F anyway (statistics, supercell): a result
+# computed at the listed value satisfies a request at any other value, so a campaign that turns them on
+# computes nothing again
+SATISFIED_BY = {"known_failure_pairs": None, "known_failure_keeps_cell": False}
 
 
 def satisfying_settings(settings: dict) -> list[dict]:
-    """Other settings whose results satisfy a request for ``settings`` (``SATISFIED_BY``)."""
-    changed = {k: v for k, v in SATISFIED_BY.items() if k in settings and settings[k] != v}
-    return [{**settings, **changed}] if changed else []
+    """Other settings whose results satisfy a request for ``settings`` (``SATISFIED_BY``).
+
+    Each non-empty subset of the requested ``SATISFIED_BY`` settings is put back to its listed value.
+    """
+    from itertools import combinations
+
+    changed = [k for k, v in SATISFIED_BY.items() if k in settings and settings[k] != v]
+    return [{**settings, **{k: SATISFIED_BY[k] for k in subset}}
+            for n in range(1, len(changed) + 1) for subset in combinations(changed, n)]
 
 
 def item_key(material_id: str, fingerprint: str, settings: dict, model: str) -> str:
