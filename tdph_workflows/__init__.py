@@ -1,6 +1,6 @@
 """tdph: temperature-dependent phonons at high throughput (one-shot SSCHA with ML potentials)."""
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 __all__ = ["__version__", "run_temperature_phonons"]
 

@@ -115,9 +115,13 @@ def lindemann_ratio(phonon: Phonopy, fc: np.ndarray, temperature: float, nearest
     return float(np.max(np.sqrt(msd) / nearest))
 
 
-def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum, unitcell: PhonopyAtoms,
+def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum, phonon: Phonopy,
                           wyckoffs: list[str], site_of_atom: np.ndarray, keep_fc: bool) -> TemperatureResult:
-    """Per-site R_onsite (mean over each unit-cell site's supercell images) and the rest of the outcome."""
+    """Per-site R_onsite (mean over each unit-cell site's supercell images) and the rest of the outcome.
+
+    Phi(T) is kept in phonopy's compact layout (``core.phonons.compact_force_constants``).
+    """
+    unitcell = phonon.unitcell
     sites = [
         SiteRenormalization(
             index=i,
@@ -131,7 +135,7 @@ def _temperature_document(outcome: TemperatureOutcome, spectrum: PhononSpectrum,
     return TemperatureResult(
         temperature=outcome.temperature,
         spectrum=spectrum,
-        force_constants=outcome.force_constants.tolist() if keep_fc else None,
+        force_constants=phonons.compact_force_constants(phonon, outcome.force_constants).tolist() if keep_fc else None,
         l2_shift=outcome.l2_shift,
         l2_stderr=outcome.l2_stderr,
         r_full=outcome.r_full,
@@ -199,7 +203,8 @@ class HarmonicStage:
             max_residual_force=float(np.linalg.norm(self.reference_forces, axis=1).max()),
             reference_forces=self.reference_forces.tolist(),
             harmonic=self.spectrum,
-            harmonic_force_constants=self.force_constants.tolist() if keep_force_constants else None,
+            harmonic_force_constants=(phonons.compact_force_constants(self.phonon, self.force_constants).tolist()
+                                      if keep_force_constants else None),
             n_harmonic_displacements=self.n_displacements,
             dft_reference=self.dft_reference,
             nac_params=self.nac_params,
@@ -220,7 +225,8 @@ class HarmonicStage:
             raise InputError(f"{doc.material_id}: the harmonic document carries no force constants")
         calc, calc_name = _calculator(calculator)
         unitcell, phonon = phonopy_from_document(doc)
-        return cls(doc.material_id, doc.formula, unitcell, phonon, np.array(doc.harmonic_force_constants),
+        fc = phonons.full_force_constants(phonon, doc.harmonic_force_constants)
+        return cls(doc.material_id, doc.formula, unitcell, phonon, fc,
                    np.array(doc.reference_forces), doc.harmonic, doc.supercell_rule, doc.n_harmonic_displacements,
                    doc.relaxation, calc, calc_name, dict(doc.timings), dft_reference=doc.dft_reference,
                    supercell_extended_by=doc.supercell_extended_by,
@@ -416,7 +422,7 @@ def renormalize(
         t0 = time.perf_counter()
         spectrum = _spectrum(phonon, outcome.force_constants, outcome.frequencies, stage.nac_params)
         outcome.timings["observables"] = time.perf_counter() - t0
-        doc = _temperature_document(outcome, spectrum, stage.unitcell, wyckoffs, site_of_atom, keep_force_constants)
+        doc = _temperature_document(outcome, spectrum, phonon, wyckoffs, site_of_atom, keep_force_constants)
         # what was sampled: Phi_HA for the one-shot, about Phi(T) at a self-consistent fixed point
         sampled_fc = outcome.force_constants if outcome.sc_converged else stage.force_constants
         doc.lindemann_ratio = lindemann_ratio(phonon, sampled_fc, temp, nearest)

@@ -59,7 +59,10 @@ class TemperatureResult(BaseModel):
 
     temperature: float = Field(description="Temperature (K)")
     spectrum: PhononSpectrum
-    force_constants: list | None = Field(None, description="Phi(T), (N, N, 3, 3) in eV/A^2, phonopy supercell order")
+    force_constants: list | None = Field(
+        None, description="Phi(T) in eV/A^2, phonopy's compact layout (n_primitive, N, 3, 3): the supercell rows of "
+        "the primitive cell's atoms (documents stored before 0.1.1 hold the full (N, N, 3, 3)); "
+        "TDPHResult.full_force_constants expands either")
     l2_shift: float = Field(description="||omega_T - omega_0|| / ||omega_0|| (fraction)")
     l2_stderr: float
     r_full: float = Field(description="Paper Eq. 3 with tiny elements (< 1e-3 max|Phi_0|) excluded")
@@ -156,7 +159,9 @@ class _MaterialHeader(BaseModel):
     relaxation: RelaxationInfo | None
     max_residual_force: float = Field(description="Largest force on the undistorted supercell (eV/A), subtracted")
     harmonic: PhononSpectrum
-    harmonic_force_constants: list | None = Field(None, description="Phi_HA (N, N, 3, 3) in eV/A^2")
+    harmonic_force_constants: list | None = Field(
+        None, description="Phi_HA in eV/A^2, phonopy's compact layout (n_primitive, N, 3, 3) (full (N, N, 3, 3) in "
+        "documents stored before 0.1.1)")
     n_harmonic_displacements: int
     dft_reference: DFTReference | None = Field(None, description="Only for unrelaxed MDR entries")
     nac_params: dict | None = Field(
@@ -244,6 +249,24 @@ class TDPHResult(_MaterialHeader):
     def _spectrum_at(self, temperature: float | None) -> PhononSpectrum:
         return self.harmonic if temperature is None else self.at(temperature).spectrum
 
+    def full_force_constants(self, temperature: float | None = None):
+        """Full (N, N, 3, 3) supercell force constants (eV/A^2): harmonic (``temperature`` None) or Phi(T).
+
+        Stored documents hold phonopy's compact layout; every other row follows by lattice translation.
+
+        Raises
+        ------
+        ValueError
+            When the result was stored without force constants.
+        KeyError
+            When there is no result at ``temperature``.
+        """
+        import numpy as np
+        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+
+        fc = np.asarray(self._force_constants(temperature), float)
+        return fc if fc.shape[0] == fc.shape[1] else compact_fc_to_full_fc(self.phonopy_cell().primitive, fc)
+
     def to_phonopy(self, temperature: float | None = None, with_nac: bool = True):
         """A ``Phonopy`` object with the harmonic (``temperature`` None) or renormalized force constants.
 
@@ -256,10 +279,8 @@ class TDPHResult(_MaterialHeader):
         KeyError
             When there is no result at ``temperature``.
         """
-        import numpy as np
-
         phonon = self.phonopy_cell(with_nac)
-        phonon.force_constants = np.asarray(self._force_constants(temperature), float)
+        phonon.force_constants = self.full_force_constants(temperature)  # (N, N, 3, 3), as phonopy users index it
         return phonon
 
     def band_structure(self, temperature: float | None = None):

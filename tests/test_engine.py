@@ -38,11 +38,42 @@ def test_result_document_round_trips_and_files_reload(al_result, tmp_path):
     doc = json.loads(files["result"].read_text())
     assert doc["temperatures"][1]["temperature"] == 300.0 and doc["harmonic_force_constants"] is None
     ph = phonopy.load(files["300K"], is_compact_fc=False, log_level=0)
-    assert np.allclose(ph.force_constants, np.array(al_result.at(300.0).force_constants), atol=1e-10)
+    assert np.allclose(ph.force_constants, al_result.full_force_constants(300.0), atol=1e-10)
     ph.run_qpoints([[0.5, 0.5, 0.0]])
     ref = al_result.at(300.0).spectrum.special_points
     assert any(np.allclose(ph.get_qpoints_dict()["frequencies"][0], f, atol=1e-6) for f in ref.values())
     assert files["plot"].stat().st_size > 10_000
+
+
+def test_force_constants_are_stored_compact_and_expand_to_what_the_engine_computed():
+    """Documents hold phonopy's compact layout; expanding it by translations gives back the full arrays exactly."""
+    from tdph_workflows.core.sscha import OneShotSSCHA
+    from tdph_workflows.engine import HarmonicStage, harmonic_stage, renormalize
+    from tdph_workflows.schemas import HarmonicResult
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.positions[1] += [0.05, 0.02, -0.03]  # no point symmetry left: a basis with every coupling free
+    settings = SSCHASettings(min_pairs=16, max_pairs=16, n_groups=4, seed=2)
+    stage = harmonic_stage(atoms, EMT(), [2, 2, 2], min_supercell_width=0, sampling_temperature=None)
+    doc = stage.document()
+    assert np.shape(doc.harmonic_force_constants) == (4, 32, 3, 3)
+    again = HarmonicStage.from_document(HarmonicResult.model_validate_json(doc.model_dump_json()), EMT())
+    assert np.abs(again.force_constants - stage.force_constants).max() < 1e-12  # translations: exact to rounding
+    result = renormalize(stage, [300.0], settings)
+    assert np.shape(result.at(300.0).force_constants) == (4, 32, 3, 3)
+    engine = OneShotSSCHA(stage.phonon, stage.force_constants, lambda p: _emt_forces(stage, p), settings=settings,
+                          reference_forces=stage.reference_forces)
+    full = engine.run_temperature(300.0).force_constants
+    assert np.abs(result.full_force_constants(300.0) - full).max() < 1e-12
+    assert np.abs(result.full_force_constants() - stage.force_constants).max() < 1e-12
+    assert np.array_equal(result.to_phonopy(300.0).force_constants, result.full_force_constants(300.0))
+
+
+def _emt_forces(stage, positions):
+    from tdph_workflows.io.structures import phonopy_to_ase
+    from tdph_workflows.potentials import ForceModel
+
+    return ForceModel(EMT(), phonopy_to_ase(stage.phonon.supercell), "Cu").forces(positions)
 
 
 def test_temperatures_share_one_harmonic_step_and_shift_grows(al_result):

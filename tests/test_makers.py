@@ -53,7 +53,9 @@ def test_flow_maker_runs_every_step_and_routes_arrays_to_gridfs(store):
     assert set(fc_ref) >= {"blob_uuid", "store"} and fc_ref["store"] == "data"  # a reference, not the array
     loaded = store.get_output(raw["uuid"], load=True)
     assert is_packed(loaded["temperatures"][0]["force_constants"])  # compact binary form in GridFS
-    fc = np.array(TDPHResult.from_dict(loaded).temperatures[0].force_constants)
+    result = TDPHResult.from_dict(loaded)
+    assert np.shape(result.temperatures[0].force_constants) == (1, 64, 3, 3)  # compact: the primitive atom's row
+    fc = result.full_force_constants(300.0)
     # 2x2x2 primitive Al cells are 4.68 A wide: extended x2 to the 5 A minimum width, and recorded
     assert fc.shape == (64, 64, 3, 3) and np.abs(fc.sum(axis=1)).max() < 1e-8
     assert TDPHResult.from_dict(loaded).supercell_extended_by == [2, 2, 2]

@@ -86,8 +86,10 @@ def submit(
     from jobflow.managers.fireworks import flow_to_workflow
 
     from .jobs import campaign_chunk_job
+    from .stores import campaign_job_store, ensure_indexes
 
     settings = asdict(SSCHASettings(**(settings or {})))
+    ensure_indexes(campaign_job_store(db))
     temps = [float(t) for t in temperatures]
     spec = calculator or model_spec()
     model = model_fingerprint(spec) or spec  # the same weights at another path are the same model

@@ -80,6 +80,27 @@ def with_force_constants(phonon: Phonopy, fc: np.ndarray, keep_nac: bool = False
     return ph
 
 
+def compact_force_constants(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
+    """Phonopy's compact layout (n_primitive, N, 3, 3) of supercell force constants, full or already compact.
+
+    The rows of the primitive cell's atoms: every other row is one of them moved by a lattice
+    translation, so nothing is lost for translation-invariant force constants (finite
+    displacements, symfc fits). Stored results hold this layout: N / n_primitive times smaller.
+    """
+    from phonopy.harmonic.force_constants import full_fc_to_compact_fc
+
+    fc = np.asarray(fc, float)
+    return fc if fc.shape[0] != fc.shape[1] else full_fc_to_compact_fc(phonon.primitive, fc)
+
+
+def full_force_constants(phonon: Phonopy, fc: np.ndarray) -> np.ndarray:
+    """Full (N, N, 3, 3) supercell force constants from the compact layout (or a full array, returned as is)."""
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+
+    fc = np.asarray(fc, float)
+    return fc if fc.shape[0] == fc.shape[1] else compact_fc_to_full_fc(phonon.primitive, fc)
+
+
 def commensurate_qpoints(phonon: Phonopy) -> np.ndarray:
     """q-points (primitive reciprocal, fractional) commensurate with the supercell."""
     smat = np.linalg.inv(phonon.primitive_matrix) @ phonon.supercell_matrix

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from phonopy.harmonic.force_constants import full_fc_to_compact_fc
 
+from ..core.phonons import compact_force_constants
 from ..plotting import plot_dispersion
 from ..schemas import TDPHResult
 from .inputs import phonopy_from_document
@@ -97,7 +97,7 @@ def write_outputs(result: TDPHResult, out_dir: str | Path, figure_format: str = 
             continue
         phonon = phonopy_from_result(result, fc)
         # compact (primitive x supercell) force constants, xz-compressed: phonopy.load reads them as they are
-        phonon.force_constants = full_fc_to_compact_fc(phonon.primitive, phonon.force_constants)
+        phonon.force_constants = compact_force_constants(phonon, phonon.force_constants)
         path = Path(phonon.save(str(out / f"phonopy_{name}.yaml"), settings={"force_constants": True},
                                 compression=True))
         written[name] = path
