@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("records", type=Path)
     ap.add_argument("--model", default=MODEL)
     args = ap.parse_args()
-    records = [json.loads(line) for line in gzip.open(args.records, "rt")]
+    with gzip.open(args.records, "rt") as f:
+        records = [json.loads(line) for line in f]
     widened = [r for r in records if r.get("summary") and r["summary"].get("supercell_extended_by")]
     widened.sort(key=lambda r: r["wall_time"])
     total = sum(r["wall_time"] or 0 for r in records)

@@ -98,7 +98,7 @@ def test_chunked_mode_stores_each_material(campaign_db, tmp_path):
     assert len({r["job_uuid"] for r in records}) == 2  # two jobs, four individual records
     # the lookups jobflow makes for every stored output are indexed (else each store scans all earlier ones)
     database = campaign_db.client()[campaign_db.database]
-    indexed = lambda name: {k for ix in database[name].index_information().values() for k, _ in ix["key"]}  # noqa: E731
+    indexed = lambda name: {k for ix in database[name].index_information().values() for k, _ in ix["key"]}
     assert "uuid" in indexed("outputs")
     assert {"metadata.job_uuid", "metadata.blob_uuid"} <= indexed("outputs_blobs.files")
 
