@@ -210,13 +210,16 @@ def publish_cmd(
     console.print(f"wrote {len(report.files)} files to {out} (intermediates in {work})")
 
 
-def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
+def wait_with_progress(procs, db, every_s: float | None = None) -> list[int]:
     """Wait for worker processes, showing materials done / running / failed / waiting; their exit codes.
 
-    On a terminal the line updates in place; in a log, a line is printed whenever the counts change.
-    The final counts are printed in both.
+    On a terminal the line updates in place every 3 s; in a log, the counts are read every 30 s and a
+    line is printed whenever they change (each read scans the registry: 0.3 s of the embedded
+    database's time at 4,000 materials). The final counts are printed in both.
     """
     from ..campaign.queries import worker_progress
+
+    every_s = every_s or (3.0 if console.is_terminal else 30.0)
 
     def progress_line() -> str:
         try:
@@ -225,16 +228,20 @@ def wait_with_progress(procs, db, every_s: float = 3.0) -> list[int]:
             return "database not answering; workers go on"
         return f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['waiting']} waiting"
 
-    last = ""
+    last, alive, next_read = "", len(procs), 0.0
     with console.status("workers starting") as status:
-        while any(p.poll() is None for p in procs):
-            line = f"{progress_line()} ({sum(p.poll() is None for p in procs)} workers)"
-            if console.is_terminal:
-                status.update(line)
-            elif line != last:
-                console.print(line)
-            last = line
-            time.sleep(every_s)
+        while alive:
+            now_alive = sum(p.poll() is None for p in procs)
+            if time.monotonic() >= next_read or now_alive != alive:  # a worker ending shows at once
+                line = f"{progress_line()} ({now_alive} workers)"
+                if console.is_terminal:
+                    status.update(line)
+                elif line != last:
+                    console.print(line)
+                last, next_read = line, time.monotonic() + every_s
+            alive = now_alive
+            if alive:
+                time.sleep(min(1.0, every_s))
     console.print(progress_line())
     return [p.wait() for p in procs]
 
