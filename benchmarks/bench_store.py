@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from jobflow import Flow, job, run_locally
 
-import tdph_workflows.makers.jobs  # noqa: F401  (registers the packed-array encoding, as the workers do)
+import tdph_workflows.makers.jobs  # registers the packed-array encoding, as the workers do
 from tdph_workflows.campaign.settings import resolve
 from tdph_workflows.campaign.stores import campaign_job_store, job_store
 from tdph_workflows.schemas import TDPHResult
@@ -34,9 +34,14 @@ def compact(result: TDPHResult) -> TDPHResult:
     """The same result with every force-constant set in phonopy's compact layout."""
     primitive = result.phonopy_cell().primitive
     r = result.model_copy(deep=True)
-    r.harmonic_force_constants = np.asarray(r.harmonic_force_constants)[primitive.p2s_map].tolist()
+
+    def rows(fc):
+        fc = np.asarray(fc)
+        return (fc[primitive.p2s_map] if fc.shape[0] == fc.shape[1] else fc).tolist()
+
+    r.harmonic_force_constants = rows(r.harmonic_force_constants)
     for t in r.temperatures:
-        t.force_constants = np.asarray(t.force_constants)[primitive.p2s_map].tolist()
+        t.force_constants = rows(t.force_constants)
     return r
 
 
@@ -78,8 +83,9 @@ def main() -> None:
         rows.append((atoms, t_full, b_full, t_small, b_small))
         print(rows[-1], flush=True)
     scratch.docs_store._collection.database.client.drop_database(scratch_db.database)
-    lines = ["| supercell atoms of the chunk | full layout (s) | full (MB in GridFS) | compact (s) | compact (MB) "
-             "| time ratio |", "|---|---|---|---|---|---|"]
+    header = ("| supercell atoms of the chunk | full layout (s) | full (MB in GridFS) | compact (s) | compact (MB) "
+              "| time ratio |")
+    lines = [header, "|---|---|---|---|---|---|"]
     for atoms, t_full, b_full, t_small, b_small in rows:
         lines.append(f"| {', '.join(map(str, atoms))} | {t_full:.1f} | {b_full / 1e6:.1f} | {t_small:.1f} | "
                      f"{b_small / 1e6:.2f} | {t_full / t_small:.1f}x |")

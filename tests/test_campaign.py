@@ -124,3 +124,38 @@ def test_withdraw_removes_only_what_no_worker_started(campaign_db, tmp_path):
     again = submit(items, campaign_db, calculator="emt", temperatures=[300], campaign="t3",
                    settings={**SETTINGS, "n_groups": 2})
     assert again.new == 2
+
+
+def test_blob_store_writes_without_probing_the_chunks_before_each_file(campaign_db, monkeypatch):
+    """pymongo's GridIn runs an unfiltered find_one on the chunks collection before each file; the embedded
+    database reads chunks to answer it (8.7 s at 600 materials). The campaign's blob store makes the
+    indexes once and never probes; what it writes reads back as plain GridFS."""
+    import gridfs
+    import numpy as np
+    from pymongo.collection import Collection
+
+    from tdph_workflows.campaign.stores import job_store
+    from tdph_workflows.packing import pack, unpack
+
+    store = job_store(campaign_db)
+    store.connect()
+    blobs = store.additional_stores["data"]
+    database = campaign_db.client()[campaign_db.database]
+    assert {"files_id", "n"} <= {k for ix in database["outputs_blobs.chunks"].index_information().values()
+                                 for k, _ in ix["key"]}
+    probes = []
+    real_find_one = Collection.find_one
+
+    def counting(self, *args, **kwargs):
+        probes.append(self.name)
+        return real_find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "find_one", counting)
+    fc = np.random.default_rng(0).standard_normal((2, 16, 3, 3))
+    for k in range(3):
+        blobs.update({"blob_uuid": f"b{k}", "job_uuid": "j", "data": pack(fc * k)}, key="blob_uuid")
+    assert "outputs_blobs.chunks" not in probes and "outputs_blobs.files" not in probes
+    monkeypatch.undo()
+    assert np.array_equal(unpack(blobs.query_one({"blob_uuid": "b2"})["data"]), 2 * fc)
+    files = gridfs.GridFS(database, "outputs_blobs")
+    assert len(list(files.find({"metadata.job_uuid": "j"}))) == 3
