@@ -14,12 +14,12 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 from jobflow import Flow, job, run_locally
 
 import tdph_workflows.makers.jobs  # registers the packed-array encoding, as the workers do
 from tdph_workflows.campaign.settings import resolve
 from tdph_workflows.campaign.stores import campaign_job_store, job_store
+from tdph_workflows.core.phonons import compact_force_constants
 from tdph_workflows.schemas import TDPHResult
 
 OUT = Path(__file__).parent / "results" / "store_cost.md"
@@ -32,16 +32,11 @@ def _returns(output: dict) -> dict:
 
 def compact(result: TDPHResult) -> TDPHResult:
     """The same result with every force-constant set in phonopy's compact layout."""
-    primitive = result.phonopy_cell().primitive
+    phonon = result.phonopy_cell()
     r = result.model_copy(deep=True)
-
-    def rows(fc):
-        fc = np.asarray(fc)
-        return (fc[primitive.p2s_map] if fc.shape[0] == fc.shape[1] else fc).tolist()
-
-    r.harmonic_force_constants = rows(r.harmonic_force_constants)
+    r.harmonic_force_constants = compact_force_constants(phonon, r.harmonic_force_constants).tolist()
     for t in r.temperatures:
-        t.force_constants = rows(t.force_constants)
+        t.force_constants = compact_force_constants(phonon, t.force_constants).tolist()
     return r
 
 

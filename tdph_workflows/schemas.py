@@ -261,11 +261,9 @@ class TDPHResult(_MaterialHeader):
         KeyError
             When there is no result at ``temperature``.
         """
-        import numpy as np
-        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+        from .core.phonons import full_force_constants
 
-        fc = np.asarray(self._force_constants(temperature), float)
-        return fc if fc.shape[0] == fc.shape[1] else compact_fc_to_full_fc(self.phonopy_cell().primitive, fc)
+        return full_force_constants(self.phonopy_cell(), self._force_constants(temperature))
 
     def to_phonopy(self, temperature: float | None = None, with_nac: bool = True):
         """A ``Phonopy`` object with the harmonic (``temperature`` None) or renormalized force constants.
@@ -279,8 +277,11 @@ class TDPHResult(_MaterialHeader):
         KeyError
             When there is no result at ``temperature``.
         """
+        from .core.phonons import full_force_constants
+
         phonon = self.phonopy_cell(with_nac)
-        phonon.force_constants = self.full_force_constants(temperature)  # (N, N, 3, 3), as phonopy users index it
+        # (N, N, 3, 3), as phonopy users index it
+        phonon.force_constants = full_force_constants(phonon, self._force_constants(temperature))
         return phonon
 
     def band_structure(self, temperature: float | None = None):
