@@ -31,13 +31,6 @@ FIELDS = ["material", "formula", "start_pairs", "atoms_supercell", "wall_s", "fo
           "l2_shift_pct", "l2_stderr_pct", "target_pct", "grade", "r_onsite_max", "error"]
 
 
-def mdr_supercell_atoms(path) -> int:
-    from tdph_workflows.io.mdr import load_mdr_entry
-
-    entry = load_mdr_entry(path)
-    return int(round(abs(np.linalg.det(np.asarray(entry.supercell_matrix))))) * len(entry.unitcell.symbols)
-
-
 def run_one(path, calc, settings, material_id):
     from tdph_workflows.engine import run_temperature_phonons
     from tdph_workflows.makers.documents import MaterialSummary
@@ -85,7 +78,7 @@ def main() -> None:
             csv.writer(fh).writerow(FIELDS)
     for k, r in enumerate(picked):
         path = MDR / "raw_lt20atoms" / r["raw_tarball"]
-        if r["mp_id"] in done or mdr_supercell_atoms(path) > args.max_atoms:
+        if r["mp_id"] in done or int(r["natoms_supercell"]) > args.max_atoms:  # index.csv: the MDR supercell
             continue
         order = (args.high, args.low) if k % 2 == 0 else (args.low, args.high)
         recs = []
@@ -109,7 +102,7 @@ def summarize(out_csv, args) -> None:
     for r in rows:
         by.setdefault(r["material"], {})[int(r["start_pairs"])] = r
     pairs = [(m, d[args.high], d[args.low]) for m, d in by.items() if args.high in d and args.low in d]
-    f = lambda rs, k: np.array([float(r[k]) for r in rs])  # noqa: E731
+    f = lambda rs, k: np.array([float(r[k]) for r in rs])
     hi, lo = [p[1] for p in pairs], [p[2] for p in pairs]
     calls_hi, calls_lo = f(hi, "force_calls"), f(lo, "force_calls")
     wall_hi, wall_lo = f(hi, "wall_s"), f(lo, "wall_s")
@@ -121,32 +114,32 @@ def summarize(out_csv, args) -> None:
     z = (l2_lo - l2_hi)[nested] / np.sqrt(var[nested])
     met_lo = se_lo <= f(lo, "target_pct") + 1e-9
     grade_flips = sum(a["grade"] != b["grade"] for a, b in zip(hi, lo, strict=True))
-    cand = lambda r: float(r["r_onsite_max"]) >= 0.15  # noqa: E731
+    cand = lambda r: float(r["r_onsite_max"]) >= 0.15
     cand_flips = sum(cand(a) != cand(b) for a, b in zip(hi, lo, strict=True))
     lines = [
         f"# Starting pairs {args.high} against {args.low} at the same error target (issue 18)",
         "",
-        f"`python benchmarks/min_pairs.py --random {args.random} --seed {args.seed} --max-atoms {args.max_atoms} "
+        (f"`python benchmarks/min_pairs.py --random {args.random} --seed {args.seed} --max-atoms {args.max_atoms} "
         f"--low {args.low} --high {args.high}`: the issue's random entries with an MDR cell of at most "
         f"{args.max_atoms} atoms (what the campaign has left), the campaign's model and settings "
         "(`--known-failure-pairs 16 --known-failure-keeps-cell`), 300 K, same seed; both starts run one after "
-        "the other per material, in alternating order, on the same 2 shared cores.",
+        "the other per material, in alternating order, on the same 2 shared cores."),
         "",
         "| quantity | value |",
         "|---|---|",
         f"| materials (both starts ran) | {len(pairs)} |",
-        f"| force calls, sum ({args.high} -> {args.low}) | {int(calls_hi.sum())} -> {int(calls_lo.sum())} "
-        f"({calls_hi.sum() / calls_lo.sum():.2f}x) |",
+        (f"| force calls, sum ({args.high} -> {args.low}) | {int(calls_hi.sum())} -> {int(calls_lo.sum())} "
+        f"({calls_hi.sum() / calls_lo.sum():.2f}x) |"),
         f"| wall, sum (s) | {wall_hi.sum():.0f} -> {wall_lo.sum():.0f} ({wall_hi.sum() / wall_lo.sum():.2f}x) |",
         f"| wall per material, median (s) | {np.median(wall_hi):.1f} -> {np.median(wall_lo):.1f} |",
         f"| stopped at the low start ({2 * args.low} samples) | {int((f(lo, 'samples') == 2 * args.low).sum())} |",
         f"| same sample count both ways | {int(same.sum())} |",
         f"| error target met, low start | {int(met_lo.sum())} of {len(lo)} |",
-        f"| nested z = dL2 / sqrt(se_low^2 - se_high^2): median abs, max abs, share < 2 | "
+        "| nested z = dL2 / sqrt(se_low^2 - se_high^2): median abs, max abs, share < 2 | "
         + (f"{np.median(np.abs(z)):.2f}, {np.abs(z).max():.2f}, {np.mean(np.abs(z) < 2):.2f} (n = {len(z)}) |"
            if len(z) else "n/a |"),
-        f"| abs L2 difference, median / max (points of %) | {np.median(np.abs(l2_lo - l2_hi)):.3f} / "
-        f"{np.abs(l2_lo - l2_hi).max():.3f} |",
+        (f"| abs L2 difference, median / max (points of %) | {np.median(np.abs(l2_lo - l2_hi)):.3f} / "
+        f"{np.abs(l2_lo - l2_hi).max():.3f} |"),
         f"| trust grade changed | {grade_flips} |",
         f"| candidate (max R_onsite >= 0.15) changed | {cand_flips} |",
         "",
