@@ -126,7 +126,8 @@ def test_twenty_materials_through_a_killed_worker_a_restart_and_a_fixed_input(ow
         Structure.from_spacegroup(225, Lattice.cubic(consts[el] * (1 + 0.01 * (k // 7))), [el], [[0, 0, 0]]).to(
             filename=str(path))
         items.append(Item(f"{el}-{k}", str(path)))
-    corrupt = Path(items[5].source)
+    broken = items[-1]  # run last: were it in flight on the killed worker, it would be a lost run, not FAILED
+    corrupt = Path(broken.source)
     good_text = corrupt.read_text()
     corrupt.write_text("data_broken\n_cell_length_a oops\n")
     submit(items, db, calculator="emt", settings=FAST, campaign="twenty")
@@ -143,7 +144,7 @@ def test_twenty_materials_through_a_killed_worker_a_restart_and_a_fixed_input(ow
         workers[1].kill()
         pytest.fail("surviving worker hung after the restart:\n" + _log(tmp_path / "w1"))
     workers[0].wait()
-    assert coll.count_documents({"material_id": items[5].material_id, "state": "FAILED"}) == 1
+    assert coll.count_documents({"material_id": broken.material_id, "state": "FAILED"}) == 1
     corrupt.write_text(good_text)  # the user fixes the file in place and resubmits everything
     report = submit(items, db, calculator="emt", settings=FAST, campaign="twenty")
     assert report.new == 1 and report.skipped == 19
