@@ -1,20 +1,22 @@
-"""Self-consistent SSCHA with and without sample reuse against the one-shot, over random MDR entries.
+"""Self-consistent SSCHA variants (sample reuse, predicted steps) against the one-shot, over random MDR entries.
 
-    python benchmarks/sc_reuse.py [--n 10] [--seed 1] [--name sc_reuse]
+    python benchmarks/sc_reuse.py [--n 10] [--seed 1] [--name sc_reuse] [--variants sc_reuse sc_predict ...]
 
 Per entry (the same random sample of raw_lt20atoms entries as bench_targets.py: the first N of
-``random.Random(seed).sample``), three runs of ``run_temperature_phonons`` at 300 K, MDR supercell,
+``random.Random(seed).sample``), one run of ``run_temperature_phonons`` per variant at 300 K, MDR supercell,
 automatic sample count, model loaded once:
 
-* ``one-shot``: ``SSCHASettings()``;
-* ``sc``: ``SSCHASettings(self_consistent=True, sc_reuse_samples=False)`` (fresh samples every iteration);
-* ``sc_reuse``: ``SSCHASettings(self_consistent=True)`` (importance-reweighted reuse, the default).
+* ``one-shot``: ``SSCHASettings()`` (always run);
+* ``sc``: ``SSCHASettings(self_consistent=True)`` (fresh samples every iteration, linear mixing; always run);
+* ``sc_reuse``: ``sc_reuse_samples=True`` (importance-reweighted reuse);
+* ``sc_predict``: ``sc_predict=True`` (steps to the fixed point of the amplitude-scaling model, ``sscha.predictor``);
+* ``sc_predict_reuse``: both.
 
 Force calls = 1 (reference) + harmonic displacements + thermal samples (``potential_calls["forces"]``).
 Per self-consistent iteration the samples drawn and the effective sample size are read from the
 progress lines. Rows go to results/NAME.csv as each run finishes; results/NAME.md is the summary:
-median / max of SC calls over one-shot calls per variant, |L2_reuse - L2_sc| in units of
-sqrt(se_reuse^2 + se_sc^2), convergence counts, wall and fit times.
+median / max of SC calls over one-shot calls per variant, |L2_variant - L2_sc| in units of
+sqrt(se_variant^2 + se_sc^2), convergence counts, wall and fit times.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ VARIANTS = {
     "one-shot": {},
     "sc": {"self_consistent": True, "sc_reuse_samples": False},
     "sc_reuse": {"self_consistent": True, "sc_reuse_samples": True},
+    "sc_predict": {"self_consistent": True, "sc_predict": True},
+    "sc_predict_reuse": {"self_consistent": True, "sc_predict": True, "sc_reuse_samples": True},
 }
+DEFAULT_VARIANTS = ["one-shot", "sc", "sc_reuse"]
 STEP = re.compile(r"self-consistent step (\d+)")
 REUSED = re.compile(r"(\d+) samples \((\d+) new, effective (\d+)\)")
 PLAIN = re.compile(r"K: (\d+) samples, L2")
@@ -62,7 +67,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--name", default="sc_reuse")
     ap.add_argument("--only", nargs="+", help="run only these materials of the sample")
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
+                    help="one-shot and sc are always run (the baselines of the ratios)")
     args = ap.parse_args()
+    args.variants = list(dict.fromkeys(["one-shot", "sc", *args.variants]))
     setup_env()
     from tdph_workflows.core.sscha import SSCHASettings
     from tdph_workflows.engine import run_temperature_phonons
@@ -81,7 +89,8 @@ def main() -> None:
     with open(out_csv, "w", newline="") as fh:
         csv.writer(fh).writerow(FIELDS)
     for r in picked:
-        for variant, opts in VARIANTS.items():
+        for variant in args.variants:
+            opts = VARIANTS[variant]
             messages: list[str] = []
             rec = {"material": r["mp_id"], "formula": r["formula"], "variant": variant, "error": ""}
             t0 = time.perf_counter()
@@ -118,15 +127,19 @@ def main() -> None:
 def summarize(out_csv, args) -> None:
     with open(out_csv) as fh:
         recs = list(csv.DictReader(fh))
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in recs)]
+    others = [v for v in variants if v not in ("one-shot", "sc")]
     by = {}
     for r in recs:
         by.setdefault(r["material"], {})[r["variant"]] = r
-    complete = {m: v for m, v in by.items() if all(k in v and not v[k]["error"] for k in VARIANTS)}
-    calls = {k: np.array([int(v[k]["force_calls"]) for v in complete.values()]) for k in VARIANTS}
-    ratio = {k: calls[k] / calls["one-shot"] for k in ("sc", "sc_reuse")}
-    z = np.array([abs(float(v["sc_reuse"]["l2_shift_pct"]) - float(v["sc"]["l2_shift_pct"]))
-                  / np.hypot(float(v["sc_reuse"]["l2_stderr_pct"]), float(v["sc"]["l2_stderr_pct"]))
-                  for v in complete.values()])
+    complete = {m: v for m, v in by.items() if all(k in v and not v[k]["error"] for k in variants)}
+    calls = {k: np.array([int(v[k]["force_calls"]) for v in complete.values()]) for k in variants}
+    ratio = {k: calls[k] / calls["one-shot"] for k in variants if k != "one-shot"}
+
+    def zscore(k: str) -> np.ndarray:  # |L2_k - L2_sc| in combined standard errors
+        return np.array([abs(float(v[k]["l2_shift_pct"]) - float(v["sc"]["l2_shift_pct"]))
+                         / np.hypot(float(v[k]["l2_stderr_pct"]), float(v["sc"]["l2_stderr_pct"]))
+                         for v in complete.values()])
 
     def conv(k: str) -> str:
         rows = [v[k] for v in complete.values()]
@@ -137,43 +150,52 @@ def summarize(out_csv, args) -> None:
     def med(k: str, col: str) -> float:
         return float(np.median([float(v[k][col] or 0) for v in complete.values()]))
 
+    sc_variants = ["sc", *others]
+    names = {"sc": "sc (no reuse)"}
+
+    def row(label: str, cells: list) -> str:
+        return f"| {label} | " + " | ".join(str(c) for c in cells) + " |"
+
     lines = [
-        (f"# Self-consistent SSCHA with sample reuse: {len(complete)} of {len(by)} random raw_lt20atoms entries "
-         f"(seed {args.seed})"),
+        (f"# Self-consistent SSCHA variants against the one-shot: {len(complete)} of {len(by)} random "
+         f"raw_lt20atoms entries (seed {args.seed})"),
         "",
         "300 K, MDR supercell, automatic sample count, model loaded once, TDPH_TORCH_THREADS=1, 2 shared cores.",
         (f"Command: `python benchmarks/sc_reuse.py --n {args.n} --seed {args.seed}"
          + (f" --only {' '.join(args.only)}" if args.only else "")
+         + (f" --variants {' '.join(args.variants)}" if args.variants != DEFAULT_VARIANTS else "")
          + (f" --name {args.name}" if args.name != "sc_reuse" else "")
          + "`. Force calls = 1 + harmonic displacements + thermal samples."),
         "",
-        "| quantity | sc (no reuse) | sc_reuse |",
-        "|---|---|---|",
-        f"| SC / one-shot force calls, median | {np.median(ratio['sc']):.2f} | {np.median(ratio['sc_reuse']):.2f} |",
-        f"| SC / one-shot force calls, max | {ratio['sc'].max():.2f} | {ratio['sc_reuse'].max():.2f} |",
-        f"| SC / one-shot force calls, mean | {ratio['sc'].mean():.2f} | {ratio['sc_reuse'].mean():.2f} |",
-        f"| converged (fixed point) | {conv('sc')} | {conv('sc_reuse')} |",
-        f"| iterations, median | {med('sc', 'sc_iterations'):.0f} | {med('sc_reuse', 'sc_iterations'):.0f} |",
-        f"| wall per material, median (s) | {med('sc', 'wall_s'):.1f} | {med('sc_reuse', 'wall_s'):.1f} |",
-        f"| fit time, median (s) | {med('sc', 'fit_s'):.2f} | {med('sc_reuse', 'fit_s'):.2f} |",
-        f"| potential time, median (s) | {med('sc', 'potential_s'):.2f} | {med('sc_reuse', 'potential_s'):.2f} |",
+        row("quantity", [names.get(k, k) for k in sc_variants]),
+        "|---|" + "---|" * len(sc_variants),
+        row("SC / one-shot force calls, median", [f"{np.median(ratio[k]):.2f}" for k in sc_variants]),
+        row("SC / one-shot force calls, max", [f"{ratio[k].max():.2f}" for k in sc_variants]),
+        row("SC / one-shot force calls, mean", [f"{ratio[k].mean():.2f}" for k in sc_variants]),
+        row("converged (fixed point)", [conv(k) for k in sc_variants]),
+        row("iterations, median", [f"{med(k, 'sc_iterations'):.0f}" for k in sc_variants]),
+        row("wall per material, median (s)", [f"{med(k, 'wall_s'):.1f}" for k in sc_variants]),
+        row("fit time, median (s)", [f"{med(k, 'fit_s'):.2f}" for k in sc_variants]),
+        row("potential time, median (s)", [f"{med(k, 'potential_s'):.2f}" for k in sc_variants]),
         "",
         f"One-shot: median {np.median(calls['one-shot']):.0f} force calls, wall {med('one-shot', 'wall_s'):.1f} s.",
         "",
-        (f"L2 agreement: |L2_reuse - L2_sc| / sqrt(se_reuse^2 + se_sc^2): median {np.median(z):.2f}, "
-         f"max {z.max():.2f}; {int((z < 2).sum())} of {len(z)} below 2."),
-        "",
-        ("| material | atoms | one-shot calls | sc calls | sc_reuse calls | L2 sc (%) | L2 sc_reuse (%) | z | "
-         "sc iters | sc_reuse iters | sc_reuse new samples per iteration | sc_reuse ESS (pairs) |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (m, v), zi in zip(complete.items(), z, strict=True):
-        a, b, c = v["one-shot"], v["sc"], v["sc_reuse"]
-        lines.append(f"| {m} | {a['atoms_supercell']} | {a['force_calls']} | {b['force_calls']} | {c['force_calls']} | "
-                     f"{b['l2_shift_pct']} +- {b['l2_stderr_pct']} | {c['l2_shift_pct']} +- {c['l2_stderr_pct']} | "
-                     f"{zi:.2f} | {b['sc_iterations']}{'' if b['sc_converged'] == 'True' else ' (nc)'} | "
-                     f"{c['sc_iterations']}{'' if c['sc_converged'] == 'True' else ' (nc)'} | "
-                     f"{c['new_samples'].replace(';', ' ')} | {c['ess_pairs'].replace(';', ' ')} |")
+    for k in others:
+        z = zscore(k)
+        lines.append(f"L2 agreement of {k} with sc: |L2_{k} - L2_sc| / sqrt(se_{k}^2 + se_sc^2): median "
+                     f"{np.median(z):.2f}, max {z.max():.2f}; {int((z < 2).sum())} of {len(z)} below 2.")
+    lines += ["", row("material", ["atoms", "one-shot calls", *[f"{k} calls" for k in sc_variants],
+                                   *[f"L2 {k} (%)" for k in sc_variants], *[f"{k} iters" for k in sc_variants],
+                                   *[f"{k} new samples per iteration" for k in others]]),
+              "|---|" + "---|" * (2 + 3 * len(sc_variants) + len(others))]
+    for m, v in complete.items():
+        a = v["one-shot"]
+        lines.append(row(m, [a["atoms_supercell"], a["force_calls"], *[v[k]["force_calls"] for k in sc_variants],
+                             *[f"{v[k]['l2_shift_pct']} +- {v[k]['l2_stderr_pct']}" for k in sc_variants],
+                             *[v[k]["sc_iterations"] + ("" if v[k]["sc_converged"] == "True" else " (nc)")
+                               for k in sc_variants],
+                             *[v[k]["new_samples"].replace(";", " ") for k in others]]))
     failed = [f"{m} {k}: {r['error']}" for m, v in by.items() for k, r in v.items() if r["error"]]
     if failed:
         lines += ["", "Failed runs:", *[f"* {f}" for f in failed]]

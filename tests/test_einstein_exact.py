@@ -126,6 +126,25 @@ def test_self_consistent_finds_the_scha_fixed_point_of_a_double_well():
     assert result.harmonic.min_frequency < 0 < t.spectrum.min_frequency
 
 
+def test_a_predicted_step_reaches_the_double_well_root_in_two_samplings():
+    """With sc_predict the first estimate fixes the amplitude model (exact for quartic oscillators), so the
+    second sampling is already at the root: 2 iterations where damped mixing needs at least 3."""
+    temperature = 300.0
+    settings = SSCHASettings(estimator="force_fit", quantum=False, min_pairs=1024, max_pairs=1024, seed=4,
+                             self_consistent=True, sc_max_iterations=30, sc_predict=True)
+    result = run_temperature_phonons(shuffled_rocksalt(3), GridEinstein(DOUBLE_WELL_K), [temperature], [1, 1, 1], settings)
+    t = result.temperatures[0]
+    assert t.self_consistent_converged, t.self_consistent_changes_thz
+    assert len(t.self_consistent_changes_thz) == 2, t.self_consistent_changes_thz
+    assert any("predicted fixed point" in note for note in t.sampling_notes)
+    got = onsite_diagonals(result)
+    for sym, tol in (("Li", 0.12), ("I", 0.1)):
+        k = DOUBLE_WELL_K[sym]
+        exact = classical_self_consistent_k(k, LAM[sym], temperature)
+        assert abs(got[sym] - exact) < tol * abs(exact - k), (sym, got[sym], exact)
+    assert result.harmonic.min_frequency < 0 < t.spectrum.min_frequency
+
+
 def test_self_consistent_quantum_fixed_point_of_stable_oscillators():
     """k_eff = k + 3 lam <u^2>(k_eff) at 600 K; the one-shot answer uses <u^2>(k) and is measurably stiffer."""
     from scipy.optimize import brentq

@@ -273,9 +273,10 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
 def test_later_settings_come_last_and_are_opt_in():
     """Settings added after campaigns existed go last (positional callers) and default to the old behaviour."""
     names = [f.name for f in fields(SSCHASettings)]
-    assert names[-5:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell"]
+    assert names[-6:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell",
+                          "sc_predict"]
     assert SSCHASettings().sc_reuse_samples is False and SSCHASettings().known_failure_pairs is None
-    assert SSCHASettings().known_failure_keeps_cell is False
+    assert SSCHASettings().known_failure_keeps_cell is False and SSCHASettings().sc_predict is False
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):

@@ -31,7 +31,8 @@ def structure_fingerprint(source: Any) -> str:
 
 # settings added after campaigns existed, with the value that reproduces the earlier behaviour: left out of
 # the key at that value, so a resubmission of an existing campaign finds its results instead of recomputing
-KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False, "known_failure_pairs": None, "known_failure_keeps_cell": False}
+KEY_NEUTRAL_SETTINGS = {"sc_reuse_samples": False, "known_failure_pairs": None, "known_failure_keeps_cell": False,
+                        "sc_predict": False}
 
 
 # settings that only lower the accuracy of some materials graded F anyway (statistics, supercell): a result

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..phonons import commensurate_frequencies
+from ..sampling import SoftModePolicy
+from ..symmetry import symmetrize
+from .predictor import predict_fixed_point
 from .reuse import SampleStore
 from .sampler import ConvergenceStep, SampledEstimate, Sampler
 from .settings import fixed_point_z
@@ -159,6 +162,9 @@ class TemperatureRun:
         self.new_samples: list[int] = []
         self.ess_pairs: list[float] = []
         self.store = SampleStore() if s.self_consistent and s.sc_reuse_samples else None
+        self.predicting = s.self_consistent and s.sc_predict
+        self.last_predicted = False
+        self.predicted_steps = 0
         self.sc_converged: bool | None = False if s.self_consistent else None
         self.stall_note: str | None = None
         self.estimate: SampledEstimate | None = None
@@ -221,7 +227,7 @@ class TemperatureRun:
         if self._stalled(change):
             self.finished = True
             return step
-        self._update_sampling(est, fixed_point, change)
+        self._update_sampling(est, fixed_point, change, float(noise.max()))
         return step
 
     def _stalled(self, change: float) -> bool:
@@ -239,20 +245,46 @@ class TemperatureRun:
         )
         return True
 
-    def _update_sampling(self, est: SampledEstimate, fixed_point: bool, change: float) -> None:
+    def _update_sampling(self, est: SampledEstimate, fixed_point: bool, change: float, noise: float) -> None:
         """Next sampling force constants: verify a coarse fixed point with full statistics, or mix."""
         obs = est.observables
         if fixed_point and self.coarse:
             self.coarse = False  # fixed point within the coarse noise only: verify it with full statistics
             self.fc_sampling, self.freqs_sampling, self.sampling_stderr = est.fc, obs.freqs, obs.freqs_stderr
         else:
-            if change > self.previous_change:  # the iteration overshoots (soft modes): damp it
+            # the iteration overshoots (soft modes): damp it. Next to a fixed point the residual is noise
+            # and may grow by chance; a predicted step is judged beyond that noise (``noise``: the largest
+            # fixed-point threshold of this step)
+            margin = noise if self.last_predicted else 0.0
+            if change > self.previous_change + margin:
                 self.mixing = max(self.mixing / 2, self.settings.sc_min_mixing)
+                if self.last_predicted:  # the amplitude model misled: plain mixing from here on
+                    self.predicting = False
+            target, self.last_predicted = est.fc, False
+            if self.predicting:
+                predicted = self._predicted(est.fc)
+                if predicted is not None:
+                    target, self.last_predicted = predicted, True
+                    self.predicted_steps += 1
+                    self.sampler.progress(f"T={self.temperature:g} K: next samples from the predicted fixed point")
             m = self.mixing
-            self.fc_sampling = (1.0 - m) * self.fc_sampling + m * est.fc
+            self.fc_sampling = (1.0 - m) * self.fc_sampling + m * target
             self.freqs_sampling = commensurate_frequencies(self.sampler.phonon, self.fc_sampling)
             self.sampling_stderr = np.hypot((1.0 - m) * self.sampling_stderr, m * obs.freqs_stderr)
         self.previous_change = change
+
+    def _predicted(self, fc_estimate: np.ndarray) -> np.ndarray | None:
+        """The amplitude-scaling model's fixed point from the latest estimate (``sscha.predictor``), symmetrized."""
+        s, sampler = self.settings, self.sampler
+        t0 = time.perf_counter()
+        try:
+            fc = predict_fixed_point(sampler.fc_harmonic, self.fc_sampling, fc_estimate, sampler.masses,
+                                     self.temperature, s.quantum, SoftModePolicy(s.soft_mode_floor_thz), sampler.asr)
+            if fc is not None:
+                fc = symmetrize(fc, sampler.symmetry, sampler.asr)
+        finally:
+            self.timings["predict"] = self.timings.get("predict", 0.0) + time.perf_counter() - t0
+        return fc
 
     def run(self) -> TemperatureOutcome:
         """Iterate to the end and return the outcome."""
@@ -276,6 +308,9 @@ class TemperatureRun:
         # displacements too large for the harmonic regime are judged against the neighbour distance by the
         # trust grade (Lindemann ratio); an absolute rms threshold flagged stable NaCl (0.32 A, ratio 0.11)
         notes = list(est.modes.notes) + ([self.stall_note] if self.stall_note else [])
+        if self.predicted_steps:
+            notes.append(f"{self.predicted_steps} of {len(self.residuals)} self-consistent steps sampled from a "
+                         "predicted fixed point (sc_predict)")
         obs = est.observables
         calls = self.sampler.calls
         return TemperatureOutcome(

@@ -88,6 +88,13 @@ class SSCHASettings:
         at the input cell's commensurate q-points, which any wider cell contains, so widening could not
         lift it. False: widen every cell that needs it. Of the first 464 materials of the full MDR
         campaign, 15 graded F were widened and took 14 % of its wall time.
+    sc_predict
+        Self-consistent only: after each estimate, sample next from the fixed point of the
+        amplitude-scaling model anchored at it (``sscha.predictor``: the anharmonic correction of each
+        atom pair scales with its thermal mean-square relative displacement; exact for quartic
+        oscillators) instead of mixing toward the estimate. Falls back to mixing where the model does
+        not settle, and for good once a predicted step makes the residual grow beyond its noise.
+        False: linear mixing only.
     """
 
     estimator: Literal["force_fit", "hessian"] = "force_fit"
@@ -111,6 +118,7 @@ class SSCHASettings:
     sc_reuse_samples: bool = False
     known_failure_pairs: int | None = None
     known_failure_keeps_cell: bool = False
+    sc_predict: bool = False
 
     def __post_init__(self) -> None:
         if self.estimator not in ("force_fit", "hessian"):
