@@ -1,6 +1,6 @@
 """Self-consistent SSCHA variants (sample reuse, predicted steps) against the one-shot, over random MDR entries.
 
-    python benchmarks/sc_reuse.py [--n 10] [--seed 1] [--name sc_reuse] [--variants sc_reuse sc_predict ...]
+    python benchmarks/sc_reuse.py [--n 10] [--seed 1] [--name sc_reuse] [--variants sc_reuse sc_predict ...] [--resume]
 
 Per entry (the same random sample of raw_lt20atoms entries as bench_targets.py: the first N of
 ``random.Random(seed).sample``), one run of ``run_temperature_phonons`` per variant at 300 K, MDR supercell,
@@ -33,7 +33,9 @@ from _common import MDR, RESULTS, setup_env
 
 FIELDS = ["material", "formula", "atoms_supercell", "variant", "force_calls", "harmonic_calls", "sample_calls",
           "l2_shift_pct", "l2_stderr_pct", "converged", "sc_converged", "stalled", "sc_iterations", "new_samples",
-          "ess_pairs", "wall_s", "potential_s", "fit_s", "weights_s", "estimate_s", "loadavg1", "error"]
+          "ess_pairs", "wall_s", "potential_s", "fit_s", "weights_s", "estimate_s", "loadavg1", "error",
+          "residuals_thz", "predicted_steps"]
+PREDICTED = re.compile(r"(\d+) of \d+ self-consistent steps sampled from a predicted fixed point")
 VARIANTS = {
     "one-shot": {},
     "sc": {"self_consistent": True, "sc_reuse_samples": False},
@@ -67,6 +69,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--name", default="sc_reuse")
     ap.add_argument("--only", nargs="+", help="run only these materials of the sample")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of results/NAME.csv that have no error and run only what is missing")
     ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
                     help="one-shot and sc are always run (the baselines of the ratios)")
     args = ap.parse_args()
@@ -86,10 +90,20 @@ def main() -> None:
     if args.only:
         picked = [r for r in picked if r["mp_id"] in set(args.only)]
     out_csv = RESULTS / f"{args.name}.csv"
+    done = set()
+    if args.resume and out_csv.exists():
+        with open(out_csv) as fh:
+            kept = [row for row in csv.DictReader(fh) if not row["error"]]
+        done = {(row["material"], row["variant"]) for row in kept}
     with open(out_csv, "w", newline="") as fh:
-        csv.writer(fh).writerow(FIELDS)
+        writer = csv.writer(fh)
+        writer.writerow(FIELDS)
+        for row in kept if done else []:
+            writer.writerow([row.get(k, "") for k in FIELDS])
     for r in picked:
         for variant in args.variants:
+            if (r["mp_id"], variant) in done:
+                continue
             opts = VARIANTS[variant]
             messages: list[str] = []
             rec = {"material": r["mp_id"], "formula": r["formula"], "variant": variant, "error": ""}
@@ -109,6 +123,9 @@ def main() -> None:
                            sc_converged="" if t.self_consistent_converged is None else t.self_consistent_converged,
                            stalled=any("stalled" in n for n in t.sampling_notes),
                            sc_iterations=len(t.self_consistent_changes_thz),
+                           residuals_thz=";".join(f"{c:.3g}" for c in t.self_consistent_changes_thz),
+                           predicted_steps=next((int(m.group(1)) for n in t.sampling_notes
+                                                 if (m := PREDICTED.search(n))), 0),
                            new_samples=";".join(map(str, new)), ess_pairs=";".join(f"{e:g}" for e in ess),
                            potential_s=round(tt.get("potential", 0), 2), fit_s=round(tt.get("fit", 0), 2),
                            weights_s=round(tt.get("weights", 0), 3), estimate_s=round(tt.get("estimate", 0), 2))
@@ -120,7 +137,7 @@ def main() -> None:
                 csv.writer(fh).writerow([rec.get(k, "") for k in FIELDS])
             print({k: rec.get(k) for k in ("material", "atoms_supercell", "variant", "force_calls", "l2_shift_pct",
                                             "l2_stderr_pct", "sc_iterations", "sc_converged", "new_samples",
-                                            "wall_s", "error")}, flush=True)
+                                            "wall_s", "residuals_thz", "error")}, flush=True)
     summarize(out_csv, args)
 
 

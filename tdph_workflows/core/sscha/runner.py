@@ -164,6 +164,7 @@ class TemperatureRun:
         self.store = SampleStore() if s.self_consistent and s.sc_reuse_samples else None
         self.predicting = s.self_consistent and s.sc_predict
         self.last_predicted = False
+        self.before_prediction: tuple | None = None  # sampling state, its estimate and residual
         self.predicted_steps = 0
         self.sc_converged: bool | None = False if s.self_consistent else None
         self.stall_note: str | None = None
@@ -227,7 +228,7 @@ class TemperatureRun:
         if self._stalled(change):
             self.finished = True
             return step
-        self._update_sampling(est, fixed_point, change, float(noise.max()))
+        self._update_sampling(est, fixed_point, change)
         return step
 
     def _stalled(self, change: float) -> bool:
@@ -245,33 +246,42 @@ class TemperatureRun:
         )
         return True
 
-    def _update_sampling(self, est: SampledEstimate, fixed_point: bool, change: float, noise: float) -> None:
+    def _update_sampling(self, est: SampledEstimate, fixed_point: bool, change: float) -> None:
         """Next sampling force constants: verify a coarse fixed point with full statistics, or mix."""
         obs = est.observables
         if fixed_point and self.coarse:
             self.coarse = False  # fixed point within the coarse noise only: verify it with full statistics
             self.fc_sampling, self.freqs_sampling, self.sampling_stderr = est.fc, obs.freqs, obs.freqs_stderr
+            self.previous_change = change
+            return
+        if self.last_predicted and change > self.previous_change:
+            # the amplitude model misled: back to the state it started from, stepping as mixing would have
+            # (this estimate is discarded), and plain mixing from here on
+            self.predicting = self.last_predicted = False
+            fc_from, stderr_from, fc_estimate, stderr_estimate, change_from = self.before_prediction
+            self._mix(fc_from, stderr_from, fc_estimate, stderr_estimate)
+            self.previous_change = change_from
+            return
+        if self.last_predicted and change > 0.5 * self.previous_change:
+            self.predicting = False  # a predicted step should land near the fixed point: it did not
+        if change > self.previous_change:  # the iteration overshoots (soft modes): damp it
+            self.mixing = max(self.mixing / 2, self.settings.sc_min_mixing)
+        self.last_predicted = False
+        if self.predicting and (predicted := self._predicted(est.fc)) is not None:
+            self.before_prediction = (self.fc_sampling, self.sampling_stderr, est.fc, obs.freqs_stderr, change)
+            self.last_predicted = True
+            self.predicted_steps += 1
+            self.sampler.progress(f"T={self.temperature:g} K: next samples from the predicted fixed point")
+            self._mix(self.fc_sampling, self.sampling_stderr, predicted, obs.freqs_stderr)
         else:
-            # the iteration overshoots (soft modes): damp it. Next to a fixed point the residual is noise
-            # and may grow by chance; a predicted step is judged beyond that noise (``noise``: the largest
-            # fixed-point threshold of this step)
-            margin = noise if self.last_predicted else 0.0
-            if change > self.previous_change + margin:
-                self.mixing = max(self.mixing / 2, self.settings.sc_min_mixing)
-                if self.last_predicted:  # the amplitude model misled: plain mixing from here on
-                    self.predicting = False
-            target, self.last_predicted = est.fc, False
-            if self.predicting:
-                predicted = self._predicted(est.fc)
-                if predicted is not None:
-                    target, self.last_predicted = predicted, True
-                    self.predicted_steps += 1
-                    self.sampler.progress(f"T={self.temperature:g} K: next samples from the predicted fixed point")
-            m = self.mixing
-            self.fc_sampling = (1.0 - m) * self.fc_sampling + m * target
-            self.freqs_sampling = commensurate_frequencies(self.sampler.phonon, self.fc_sampling)
-            self.sampling_stderr = np.hypot((1.0 - m) * self.sampling_stderr, m * obs.freqs_stderr)
+            self._mix(self.fc_sampling, self.sampling_stderr, est.fc, obs.freqs_stderr)
         self.previous_change = change
+
+    def _mix(self, fc_from: np.ndarray, stderr_from: np.ndarray, fc_to: np.ndarray, stderr_to: np.ndarray) -> None:
+        m = self.mixing
+        self.fc_sampling = (1.0 - m) * fc_from + m * fc_to
+        self.freqs_sampling = commensurate_frequencies(self.sampler.phonon, self.fc_sampling)
+        self.sampling_stderr = np.hypot((1.0 - m) * stderr_from, m * stderr_to)
 
     def _predicted(self, fc_estimate: np.ndarray) -> np.ndarray | None:
         """The amplitude-scaling model's fixed point from the latest estimate (``sscha.predictor``), symmetrized."""
