@@ -93,7 +93,8 @@ class SSCHASettings:
         amplitude-scaling model anchored at it (``sscha.predictor``: the anharmonic correction of each
         atom pair scales with its thermal mean-square relative displacement; exact for quartic
         oscillators) instead of mixing toward the estimate. Falls back to mixing where the model does
-        not settle, and for good once a predicted step makes the residual grow beyond its noise.
+        not settle, and for good once a predicted step fails to halve the residual (one that raises it
+        is undone).
         False: linear mixing only.
     """
 
