@@ -530,6 +530,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--variant", default="", help="name of a supplementary run (kept out of ratios and plot)")
     ap.add_argument("--ours-self-consistent", action="store_true", help="ours with self_consistent=True")
+    ap.add_argument("--ours-sc-predict", action="store_true",
+                    help="with --ours-self-consistent: predicted self-consistent steps (sc_predict=True)")
     args = ap.parse_args()
     opts = {"T": args.temperature, "phonopy_iterations": args.phonopy_iterations,
             "phonopy_snapshots": args.phonopy_snapshots, "phonopy_mixing": args.phonopy_mixing,
@@ -540,7 +542,7 @@ def main() -> None:
         opts |= {"phonopy_iterations": 2, "phonopy_snapshots": 40, "hiphive_iterations": 3, "hiphive_structures": 10,
                  "ours": {"min_pairs": 8, "max_pairs": 8}}
     if args.ours_self_consistent:
-        opts["ours"] = {"self_consistent": True}
+        opts["ours"] = {"self_consistent": True, **({"sc_predict": True} if args.ours_sc_predict else {})}
     out = args.out
     tag = f"_{args.variant}" if args.variant else ""
     (out / "raw").mkdir(parents=True, exist_ok=True)

@@ -38,15 +38,15 @@ def main() -> None:
     steps = sorted((when(t), int(n)) for t, n in (w.split("=") for w in args.workers))
     worker_s = sum(n * max(0.0, (min(nxt, until) - max(t, args.since)).total_seconds())
                    for (t, n), nxt in zip(steps, [s[0] for s in steps[1:]] + [until], strict=True))
-    engine = sum(r["wall_time"] for r in done)
+    engine = sum(r["wall_time"] or 0.0 for r in done)
     hours = (until - args.since).total_seconds() / 3600
     failed = [r for r in done if {x.split(":")[0].split()[1] for x in r["summary"]["grade_reasons"]} & KNOWN_FAILURES]
     widened = [r for r in failed if r["summary"].get("supercell_extended_by")]
     print(f"{len(done)} materials in {hours:.2f} h = {len(done) / hours:.1f} per hour; engine time {engine:.0f} s "
           f"over {worker_s:.0f} worker-s = {engine / worker_s:.3f} (materials in flight not counted)")
-    print(f"graded F before sampling: {len(failed)} materials, {sum(r['wall_time'] for r in failed):.0f} s; "
-          f"of them widened: {len(widened)}, {sum(r['wall_time'] for r in widened):.0f} s "
-          f"({sum(r['wall_time'] for r in widened) / engine:.0%} of the engine time)")
+    print(f"graded F before sampling: {len(failed)} materials, {sum(r['wall_time'] or 0.0 for r in failed):.0f} s; "
+          f"of them widened: {len(widened)}, {sum(r['wall_time'] or 0.0 for r in widened):.0f} s "
+          f"({sum(r['wall_time'] or 0.0 for r in widened) / engine:.0%} of the engine time)")
 
 
 if __name__ == "__main__":

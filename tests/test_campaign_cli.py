@@ -15,6 +15,7 @@ from tdph_workflows.campaign.queries import query_rows
 from tdph_workflows.campaign.settings import DatabaseSettings, launchpad, resolve
 from tdph_workflows.campaign.submit import structure_items, submit
 from tdph_workflows.cli import app
+from tdph_workflows.core.sscha import SSCHASettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,12 @@ def test_submit_worker_status_query_rerun(env, tmp_path):
     # other physics settings are other results: the self-consistent runs are new materials to the registry
     res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c", "--self-consistent"])
     assert "2 new materials" in res.output, res.output
+    other_step = "--sc-mix" if SSCHASettings(self_consistent=True).sc_predict else "--sc-predict"
+    res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c", "--self-consistent",
+                              other_step])
+    assert "2 new materials" in res.output, res.output  # another self-consistent step is another result
+    res = runner.invoke(app, ["campaign", "submit", *files, "--model", "emt", "--campaign", "c", "--sc-predict"])
+    assert res.exit_code == 2 and "give --self-consistent too" in " ".join(res.output.split())  # rich wraps
     # the demo's table: only the results of the keys just submitted, not other settings' runs of the same files
     db = resolve(None)
     known = submit(structure_items(files), db, "emt", [300.0], campaign="c")

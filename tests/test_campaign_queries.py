@@ -44,7 +44,7 @@ def registry_db(database):
     coll.delete_many({})
     for mid, (campaign, state, payload, hours) in RECORDS.items():
         rec = {"key": f"key-{mid}", "material_id": mid, "source": f"/data/{mid}.cif", "campaign": campaign,
-               "state": state, "job_uuid": None, "wall_time": 12.345}
+               "state": state, "job_uuid": None, "wall_time": None if mid == "mp-b" else 12.345}  # mp-b: dropped
         if state == "COMPLETED":
             rec["summary"] = payload
         elif state == "FAILED":
@@ -73,6 +73,7 @@ def test_query_rows_filters_and_ranks(registry_db):
                        "r_onsite_max": 0.3012, "l2_shift_pct": 12.34, "l2_stderr_pct": 0.31, "r_full_robust": 0.1506,
                        "harmonic_min_thz": 1.23, "min_thz": 0.99, "wall_s": 12.3, "grade": "",
                        "grade_reasons": ""}
+    assert rows[2]["wall_s"] is None  # a wall time dropped from the record (worker paused) stays unknown
 
     def ids(**filters) -> list[str]:
         return [r["material_id"] for r in queries.query_rows(registry_db, **filters)]
@@ -271,11 +272,15 @@ def test_export_then_import_resumes_a_campaign_elsewhere_without_recomputing(dat
     coll = registry.collection(here)
     for key, el in zip(report.keys, ("Al", "Cu"), strict=False):  # two done, one still waiting
         registry.record_success(coll, key, {"material_id": el, "temperatures": []}, "some-uuid", 2.0)
+    note = "wall time not measured: the worker was paused"  # a corrected record keeps its reason across machines
+    coll.update_one({"key": report.keys[0]}, {"$set": {"wall_time": None, "wall_time_note": note}})
     n = queries.export_records(here, tmp_path / "carry.jsonl.gz", "carry")
     assert n == 2  # settled records only: the waiting one is computed wherever the campaign goes on
     assert queries.import_records(there, tmp_path / "carry.jsonl.gz") == (2, 0)
     assert queries.import_records(there, tmp_path / "carry.jsonl.gz") == (0, 2)  # never overwritten
     imported = registry.collection(there).find_one({"state": "COMPLETED"})
     assert imported["job_uuid"] is None and imported["exported_job_uuid"] == "some-uuid"
+    corrected = registry.collection(there).find_one({"key": report.keys[0]})
+    assert corrected["wall_time"] is None and corrected["wall_time_note"] == note
     again = submit(items, there, calculator="emt", campaign="carry")
     assert again.new == 1 and again.skipped == 2  # only the one that was not done is submitted

@@ -55,6 +55,8 @@ CASES = {  # id: (arguments, exit code, fragments the message must hold)
     "factory raising": (["run", "Al.cif", "--calculator", "factories:boom"], 1, ["Al.cif", "factory exploded"]),
     "folder as structure": (["run", "a_folder", "--calculator", "emt"], 2, ["a_folder", "not a readable structure"]),
     "negative threads": (["run", "Al.cif", "--calculator", "emt", "--threads", "-1"], 2, ["--threads", "-1"]),
+    "sc step without self-consistent": (["run", "Al.cif", "--calculator", "emt", "--sc-predict"], 2,
+                                        ["--sc-predict/--sc-mix", "--self-consistent"]),
     "max samples zero": (["run", "Al.cif", "--calculator", "emt", "--max-samples", "0"], 2, ["--max-samples"]),
     "out is a file": (["run", "Al.cif", "--calculator", "emt", "--out", "Al.cif"], 2, ["--out Al.cif is a file"]),
     "out under a file": (["run", "Al.cif", "--calculator", "emt", "--out", "Al.cif/x"], 2, ["cannot be written"]),

@@ -116,6 +116,15 @@ def test_a_row_without_a_result_has_no_metrics():
     assert row["l2_shift_pct"] == round(100 * s["temperatures"][0]["l2_shift"], 3)
 
 
+def test_a_record_whose_wall_time_was_dropped_says_why():
+    s = copy.deepcopy(SUMMARIES[0])
+    note = "wall time not measured: the worker was paused (SIGSTOP) while it ran this material"
+    row = dataset_row({"material_id": "mp-1", "state": "COMPLETED", "summary": s, "wall_time": None,
+                       "wall_time_note": note})
+    assert row["wall_s"] is None and row["wall_time_note"] == note and row["l2_shift_pct"] is not None
+    assert dataset_row({"material_id": "mp-1", "state": "COMPLETED", "summary": s, "wall_time": 3.0})["wall_time_note"] == ""
+
+
 def test_publish_refuses_an_empty_campaign(published):
     _, _, env, _ = published
     r = CliRunner().invoke(app, ["campaign", "publish", "--campaign", "nothing", "--out", "/tmp/x"], env=env)

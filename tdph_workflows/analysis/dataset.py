@@ -50,7 +50,7 @@ COLUMNS = ["material_id", "formula", "spacegroup", "spacegroup_number", "n_atoms
            "setup_key", "temperature", "l2_shift_pct", "l2_stderr_pct", "r_full", "r_full_robust", "r_onsite_max",
            "r_onsite_sites", "prototype", "harmonic_min_thz", "min_thz_T", "harmonic_n_imaginary", "n_imaginary_T",
            "dft_mae_thz", "dft_relative_deviation", "max_rms_displacement", "lindemann_ratio", "n_samples",
-           "grade", "grade_reasons", "wall_s", "error", "source_file"]
+           "grade", "grade_reasons", "wall_s", "wall_time_note", "error", "source_file"]
 
 
 @dataclass
@@ -121,7 +121,8 @@ def dataset_row(record: dict) -> dict:
         "lindemann_ratio": _round(t.get("lindemann_ratio"), 4), "n_samples": t.get("n_samples"),
         "grade": t.get("grade") or s.get("grade") or "",
         "grade_reasons": "; ".join(t.get("grade_reasons") or s.get("grade_reasons") or []),
-        "wall_s": _round(record.get("wall_time"), 2), "error": _error_line(record.get("error")),
+        "wall_s": _round(record.get("wall_time"), 2), "wall_time_note": record.get("wall_time_note") or "",
+        "error": _error_line(record.get("error")),
         "source_file": Path(record["source"]).name if record.get("source") else "",
     }
 

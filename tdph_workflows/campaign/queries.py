@@ -131,9 +131,13 @@ def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element:
                      "spacegroup_number": s["spacegroup_number"], "T": t["temperature"], "r_onsite_max": round(t["r_onsite_max"], 4),
                      "l2_shift_pct": round(100 * t["l2_shift"], 2), "l2_stderr_pct": round(100 * t["l2_stderr"], 2),
                      "r_full_robust": round(t["r_full_robust"], 4), "harmonic_min_thz": round(s["harmonic_min_frequency"], 2),
-                     "min_thz": round(t["min_frequency"], 2), "wall_s": round(rec.get("wall_time", 0.0), 1),
+                     "min_thz": round(t["min_frequency"], 2), "wall_s": _rounded(rec.get("wall_time"), 1),
                      "grade": s.get("grade") or "", "grade_reasons": "; ".join(s.get("grade_reasons") or [])})
     return sorted(rows, key=lambda r: (grade_rank(r["grade"]), -r["r_onsite_max"]))
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def grade_rank(grade: str) -> int:
@@ -370,8 +374,9 @@ def _release_stale_locks(lp, fw_ids: list[int], poll_secs: float = 0.5) -> int:
     return len(held)
 
 
-EXPORTED_FIELDS = ("key", "material_id", "source", "campaign", "state", "setup_key", "summary", "wall_time", "error",
-                   "submitted", "finished", "superseded_by")
+# wall_time_note: why a record carries no wall time (a worker paused while it ran the material)
+EXPORTED_FIELDS = ("key", "material_id", "source", "campaign", "state", "setup_key", "summary", "wall_time",
+                   "wall_time_note", "error", "submitted", "finished", "superseded_by")
 
 
 def export_records(db: DatabaseSettings, path: str | Path, campaign: str | None = None) -> int:
