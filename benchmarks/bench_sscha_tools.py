@@ -291,9 +291,11 @@ NOTES = (
     "zone-boundary point. Mean ± sample standard deviation over runs with different seeds. hiphive's force "
     "constants are truncated at its second-order cutoff, so its L2 shift also contains the truncation of Phi_HA's "
     "long-range part. 'ours' is the default one-shot (sampled from Phi_HA, imaginary modes at max(|omega|, 0.5 THz), "
-    "the paper's method); 'ours [self-consistent]' is `SSCHASettings(self_consistent=True)`: coarse 32-sample "
-    "iterations with damped mixing until Phi(T) is a fixed point within the noise, then full statistics "
-    "(docs/method.md). phonopy and hiphive iterate to self-consistency. Machine: 2 CPU cores, one torch thread, "
+    "the paper's method); 'ours [self-consistent]' is `SSCHASettings(self_consistent=True, sc_predict=False)`: "
+    "coarse 32-sample iterations with damped mixing until Phi(T) is a fixed point within the noise, then full "
+    "statistics (docs/method.md); 'ours [sc-predict]' steps to the amplitude model's predicted fixed point instead "
+    "of mixing (`sc_predict=True`, the self-consistent default since 2026-12-08); its runs had 4-5 processes on "
+    "the 2 cores (load column), so compare its force calls, not its wall time. phonopy and hiphive iterate to self-consistency. Machine: 2 CPU cores, one torch thread, "
     "OMP_NUM_THREADS=1; up to two benchmark processes ran at once, see the load-average column."
 )
 
@@ -531,7 +533,7 @@ def main() -> None:
     ap.add_argument("--variant", default="", help="name of a supplementary run (kept out of ratios and plot)")
     ap.add_argument("--ours-self-consistent", action="store_true", help="ours with self_consistent=True")
     ap.add_argument("--ours-sc-predict", action="store_true",
-                    help="with --ours-self-consistent: predicted self-consistent steps (sc_predict=True)")
+                    help="with --ours-self-consistent: predicted self-consistent steps (sc_predict=True); without: mixing")
     args = ap.parse_args()
     opts = {"T": args.temperature, "phonopy_iterations": args.phonopy_iterations,
             "phonopy_snapshots": args.phonopy_snapshots, "phonopy_mixing": args.phonopy_mixing,
@@ -542,7 +544,7 @@ def main() -> None:
         opts |= {"phonopy_iterations": 2, "phonopy_snapshots": 40, "hiphive_iterations": 3, "hiphive_structures": 10,
                  "ours": {"min_pairs": 8, "max_pairs": 8}}
     if args.ours_self_consistent:
-        opts["ours"] = {"self_consistent": True, **({"sc_predict": True} if args.ours_sc_predict else {})}
+        opts["ours"] = {"self_consistent": True, "sc_predict": args.ours_sc_predict}
     out = args.out
     tag = f"_{args.variant}" if args.variant else ""
     (out / "raw").mkdir(parents=True, exist_ok=True)

@@ -123,7 +123,7 @@ def test_self_consistent_finds_the_scha_fixed_point_of_a_double_well():
     damped mixing must reach the analytic root for the unstable (Li) and the stable (I) site."""
     temperature = 300.0
     settings = SSCHASettings(estimator="force_fit", quantum=False, min_pairs=1024, max_pairs=1024, seed=4,
-                             self_consistent=True, sc_max_iterations=30)
+                             self_consistent=True, sc_max_iterations=30, sc_predict=False)
     result = run_temperature_phonons(shuffled_rocksalt(3), GridEinstein(DOUBLE_WELL_K), [temperature], [1, 1, 1], settings)
     t = result.temperatures[0]
     assert t.self_consistent_converged, t.self_consistent_changes_thz
@@ -163,7 +163,8 @@ def test_self_consistent_quantum_fixed_point_of_stable_oscillators():
 def test_self_consistent_loop_gives_up_when_it_stalls():
     """Undamped iteration of the double well never settles: the loop must stop early, say so, and not converge."""
     settings = SSCHASettings(estimator="force_fit", quantum=False, min_pairs=256, max_pairs=256, seed=2,
-                             self_consistent=True, sc_max_iterations=30, sc_mixing=1.0, sc_min_mixing=1.0)
+                             self_consistent=True, sc_max_iterations=30, sc_mixing=1.0, sc_min_mixing=1.0,
+                             sc_predict=False)
     t = run_temperature_phonons(shuffled_rocksalt(3), GridEinstein(DOUBLE_WELL_K), [300.0], [1, 1, 1], settings).temperatures[0]
     assert t.self_consistent_converged is False
     assert len(t.self_consistent_changes_thz) < 30

@@ -194,7 +194,7 @@ def test_reuse_reaches_the_same_fixed_point_with_fewer_calls():
     results = {}
     for reuse in (False, True):
         settings = SSCHASettings(quantum=False, self_consistent=True, min_pairs=128, max_pairs=512, seed=1,
-                                 sc_max_iterations=30, sc_reuse_samples=reuse)
+                                 sc_max_iterations=30, sc_reuse_samples=reuse, sc_predict=False)
         res = run_temperature_phonons(shuffled_rocksalt(3), GridEinstein(DOUBLE_WELL_K), [300.0], [1, 1, 1], settings)
         t = res.temperatures[0]
         assert t.self_consistent_converged, (reuse, t.self_consistent_changes_thz)
@@ -226,7 +226,8 @@ def test_stepping_with_reuse_records_draws_and_ess(double_well):
 
 
 def test_hessian_estimator_reuses_too(double_well):
-    settings = {"quantum": False, "seed": 4, "self_consistent": True, "estimator": "hessian", "sc_max_iterations": 12}
+    settings = {"quantum": False, "seed": 4, "self_consistent": True, "estimator": "hessian", "sc_max_iterations": 12,
+                "sc_predict": False}
     fresh = engine(double_well, **settings, sc_reuse_samples=False).run_temperature(300.0)
     reused = engine(double_well, **settings, sc_reuse_samples=True).run_temperature(300.0)
     assert fresh.sc_converged and reused.sc_converged
@@ -270,13 +271,16 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
     assert abs(out.l2_shift - recorded_l2) < 3 * np.hypot(out.l2_stderr, recorded_se)
 
 
-def test_later_settings_come_last_and_are_opt_in():
-    """Settings added after campaigns existed go last (positional callers) and default to the old behaviour."""
+def test_later_settings_come_last_and_keep_the_one_shot_as_it_was():
+    """Settings added after campaigns existed go last (positional callers) and leave the one-shot (the
+    campaign default) as it was; sc_predict is on by default for the self-consistent loop only."""
     names = [f.name for f in fields(SSCHASettings)]
     assert names[-6:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell",
                           "sc_predict"]
     assert SSCHASettings().sc_reuse_samples is False and SSCHASettings().known_failure_pairs is None
     assert SSCHASettings().known_failure_keeps_cell is False and SSCHASettings().sc_predict is False
+    assert SSCHASettings(self_consistent=True).sc_predict is True
+    assert SSCHASettings(self_consistent=True, sc_predict=False).sc_predict is False
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):

@@ -22,7 +22,7 @@ STABLE_K = {"Li": 2.0, "I": 3.0}  # eV/A^2
 DOUBLE_WELL_K = {"Li": -1.0, "I": 3.0}  # Li in a double well: imaginary harmonic modes, damped mixing needed
 # coarse iterations, a residual that grows (mixing halves), then a fixed point verified with full statistics
 SC = {"quantum": False, "seed": 4, "self_consistent": True, "min_pairs": 64, "max_pairs": 256, "sc_max_iterations": 12,
-      "sc_reuse_samples": False}  # the loop without reuse (tests/test_sscha_reuse.py covers reuse)
+      "sc_reuse_samples": False, "sc_predict": False}  # the mixing loop without reuse (test_sscha_reuse.py: reuse)
 
 
 def rocksalt() -> PhonopyAtoms:
