@@ -7,7 +7,8 @@ Per entry (the same random sample of raw_lt20atoms entries as bench_targets.py: 
 automatic sample count, model loaded once:
 
 * ``one-shot``: ``SSCHASettings()`` (always run);
-* ``sc``: ``SSCHASettings(self_consistent=True)`` (fresh samples every iteration, linear mixing; always run);
+* ``sc``: ``SSCHASettings(self_consistent=True, sc_predict=False)`` (fresh samples every iteration, linear
+  mixing, the self-consistent default before predicted steps; always run);
 * ``sc_reuse``: ``sc_reuse_samples=True`` (importance-reweighted reuse);
 * ``sc_predict``: ``sc_predict=True`` (steps to the fixed point of the amplitude-scaling model, ``sscha.predictor``);
 * ``sc_predict_reuse``: both.
@@ -38,8 +39,8 @@ FIELDS = ["material", "formula", "atoms_supercell", "variant", "force_calls", "h
 PREDICTED = re.compile(r"(\d+) of \d+ self-consistent steps sampled from a predicted fixed point")
 VARIANTS = {
     "one-shot": {},
-    "sc": {"self_consistent": True, "sc_reuse_samples": False},
-    "sc_reuse": {"self_consistent": True, "sc_reuse_samples": True},
+    "sc": {"self_consistent": True, "sc_reuse_samples": False, "sc_predict": False},
+    "sc_reuse": {"self_consistent": True, "sc_reuse_samples": True, "sc_predict": False},
     "sc_predict": {"self_consistent": True, "sc_predict": True},
     "sc_predict_reuse": {"self_consistent": True, "sc_predict": True, "sc_reuse_samples": True},
 }
