@@ -256,15 +256,6 @@ def test_a_setting_added_later_at_its_neutral_value_keeps_existing_keys():
     assert item_key("m", "f", asdict(SSCHASettings()), "x") == item_key("m", "f", before, "x")
     reuse = asdict(SSCHASettings(self_consistent=True, sc_reuse_samples=True))
     assert item_key("m", "f", reuse, "x") != item_key("m", "f", {**reuse, "sc_reuse_samples": False}, "x")
-    # predicted steps, the self-consistent default since they were added: the one-shot keeps its key, a
-    # mixing run keeps the key of the self-consistent runs made before, and a predicted run gets its own
-    old = {"sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell", "sc_predict"}
-    for sc in (False, True):
-        before = {k: v for k, v in asdict(SSCHASettings(self_consistent=sc)).items() if k not in old}
-        mixing = asdict(SSCHASettings(self_consistent=sc, sc_predict=False))
-        assert item_key("m", "f", mixing, "x") == item_key("m", "f", before, "x")
-        same = item_key("m", "f", asdict(SSCHASettings(self_consistent=sc)), "x") == item_key("m", "f", before, "x")
-        assert same is (not sc)
 
 
 def test_export_then_import_resumes_a_campaign_elsewhere_without_recomputing(database, tmp_path):

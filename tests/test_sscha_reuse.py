@@ -271,16 +271,13 @@ def test_without_reuse_the_loop_is_unchanged(double_well):
     assert abs(out.l2_shift - recorded_l2) < 3 * np.hypot(out.l2_stderr, recorded_se)
 
 
-def test_later_settings_come_last_and_keep_the_one_shot_as_it_was():
-    """Settings added after campaigns existed go last (positional callers) and leave the one-shot (the
-    campaign default) as it was; sc_predict is on by default for the self-consistent loop only."""
+def test_later_settings_come_last_and_are_opt_in():
+    """Settings added after campaigns existed go last (positional callers) and default to the old behaviour."""
     names = [f.name for f in fields(SSCHASettings)]
     assert names[-6:] == ["symprec", "seed", "sc_reuse_samples", "known_failure_pairs", "known_failure_keeps_cell",
                           "sc_predict"]
     assert SSCHASettings().sc_reuse_samples is False and SSCHASettings().known_failure_pairs is None
     assert SSCHASettings().known_failure_keeps_cell is False and SSCHASettings().sc_predict is False
-    assert SSCHASettings(self_consistent=True).sc_predict is True
-    assert SSCHASettings(self_consistent=True, sc_predict=False).sc_predict is False
 
 
 def test_classical_zero_kelvin_falls_back_to_plain_sampling(stable):

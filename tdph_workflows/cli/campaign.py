@@ -30,11 +30,11 @@ def submit_cmd(
     category: Annotated[str, typer.Option(help="FireWorks category (gpu or cpu)")] = "gpu",
     campaign: Annotated[str, typer.Option(help="Campaign name")] = "default",
     self_consistent: Annotated[bool, typer.Option(
-        "--self-consistent", help="Self-consistent Phi(T) (median 2.2x the one-shot force calls with predicted "
-        "steps, benchmarks/results/sc_predict.md; the one-shot L2 shift is biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
+        "--self-consistent", help="Self-consistent Phi(T) (~3x the one-shot force calls, 2.9x over 50 MDR entries; the one-shot L2 shift is "
+        "biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
     sc_predict: Annotated[bool | None, typer.Option(
         "--sc-predict/--sc-mix", help="With --self-consistent: sample next from the amplitude model's predicted "
-        "fixed point (the default), or mix linearly toward each estimate")] = None,
+        "fixed point, or mix linearly toward each estimate (default: mix)")] = None,
     known_failure_pairs: Annotated[int | None, typer.Option(
         help="Cap the antithetic pairs of a material graded F before sampling (one-shot on an unstable "
         "harmonic reference, harmonic spectrum vs DFT): 41 % of the full MDR campaign's engine time went to "

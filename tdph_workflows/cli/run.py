@@ -118,7 +118,7 @@ def run_cmd(
     self_consistent: Annotated[bool, typer.Option("--self-consistent", help="Iterate sampling until converged")] = False,
     sc_predict: Annotated[bool | None, typer.Option(
         "--sc-predict/--sc-mix", help="Self-consistent steps: sample next from the amplitude model's predicted fixed "
-        "point (the default), or mix linearly toward each estimate")] = None,
+        "point, or mix linearly toward each estimate (default: mix)")] = None,
     classical: Annotated[bool, typer.Option("--classical", help="Classical instead of quantum covariance")] = False,
     relax: Annotated[bool, typer.Option("--relax", help="Relax positions and cell with the potential first")] = False,
     max_samples: Annotated[int | None, typer.Option(

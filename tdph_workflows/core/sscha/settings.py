@@ -94,10 +94,10 @@ class SSCHASettings:
         atom pair scales with its thermal mean-square relative displacement; exact for quartic
         oscillators) instead of mixing toward the estimate. Falls back to mixing where the model does
         not settle, and for good once a predicted step fails to halve the residual (one that raises it
-        is undone). False: linear mixing only. None (default): on for the self-consistent loop, False
-        for the one-shot (resolved here, so the one-shot's stored settings and campaign keys do not
-        change). Measured on random MDR entries it cuts the median self-consistent / one-shot
-        force-call ratio from 2.64 to 2.16 with every loop converged (benchmarks/results/sc_predict.md).
+        is undone). False (default): linear mixing only. Opt-in because on 20 random MDR entries it
+        cut the median self-consistent / one-shot force-call ratio from 2.56 to 2.01 but raised the
+        mean from 3.96 to 4.42: two materials spent 1,065 and 1,787 calls on failed full-statistics
+        verifications (benchmarks/results/sc_predict.md).
     """
 
     estimator: Literal["force_fit", "hessian"] = "force_fit"
@@ -121,7 +121,7 @@ class SSCHASettings:
     sc_reuse_samples: bool = False
     known_failure_pairs: int | None = None
     known_failure_keeps_cell: bool = False
-    sc_predict: bool | None = None
+    sc_predict: bool = False
 
     def __post_init__(self) -> None:
         if self.estimator not in ("force_fit", "hessian"):
@@ -136,8 +136,6 @@ class SSCHASettings:
         object.__setattr__(self, "max_pairs", max_pairs)
         object.__setattr__(self, "n_groups", n_groups)
         object.__setattr__(self, "min_pairs", min_pairs)
-        if self.sc_predict is None:
-            object.__setattr__(self, "sc_predict", self.self_consistent)
         if self.min_pairs < 1 or self.max_pairs < self.min_pairs:
             raise ValueError("need 1 <= min_pairs <= max_pairs")
         if self.n_groups < 2:
