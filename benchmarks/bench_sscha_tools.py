@@ -294,9 +294,9 @@ NOTES = (
     "the paper's method); 'ours [self-consistent]' is `SSCHASettings(self_consistent=True, sc_predict=False)`: "
     "coarse 32-sample iterations with damped mixing until Phi(T) is a fixed point within the noise, then full "
     "statistics (docs/method.md); 'ours [sc-predict]' steps to the amplitude model's predicted fixed point instead "
-    "of mixing (`sc_predict=True`, opt-in); its runs had 4-5 processes on "
-    "the 2 cores (load column), so compare its force calls, not its wall time. phonopy and hiphive iterate to self-consistency. Machine: 2 CPU cores, one torch thread, "
-    "OMP_NUM_THREADS=1; up to two benchmark processes ran at once, see the load-average column."
+    "of mixing (`sc_predict=True`, opt-in); its runs had 4-5 processes on the 2 cores (load column), so compare "
+    "its force calls, not its wall time. phonopy and hiphive iterate to self-consistency. Machine: 2 CPU cores, "
+    "one torch thread, OMP_NUM_THREADS=1; up to two benchmark processes ran at once, see the load-average column."
 )
 
 RUNNERS = {"ours": run_ours, "phonopy": run_phonopy, "hiphive": run_hiphive}

@@ -44,9 +44,9 @@ def main() -> None:
     widened = [r for r in failed if r["summary"].get("supercell_extended_by")]
     print(f"{len(done)} materials in {hours:.2f} h = {len(done) / hours:.1f} per hour; engine time {engine:.0f} s "
           f"over {worker_s:.0f} worker-s = {engine / worker_s:.3f} (materials in flight not counted)")
+    widened_s = sum(r["wall_time"] or 0.0 for r in widened)
     print(f"graded F before sampling: {len(failed)} materials, {sum(r['wall_time'] or 0.0 for r in failed):.0f} s; "
-          f"of them widened: {len(widened)}, {sum(r['wall_time'] or 0.0 for r in widened):.0f} s "
-          f"({sum(r['wall_time'] or 0.0 for r in widened) / engine:.0%} of the engine time)")
+          f"of them widened: {len(widened)}, {widened_s:.0f} s ({widened_s / engine:.0%} of the engine time)")
 
 
 if __name__ == "__main__":

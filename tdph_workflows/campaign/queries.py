@@ -131,13 +131,9 @@ def query_rows(db: DatabaseSettings, r_onsite_min: float | None = None, element:
                      "spacegroup_number": s["spacegroup_number"], "T": t["temperature"], "r_onsite_max": round(t["r_onsite_max"], 4),
                      "l2_shift_pct": round(100 * t["l2_shift"], 2), "l2_stderr_pct": round(100 * t["l2_stderr"], 2),
                      "r_full_robust": round(t["r_full_robust"], 4), "harmonic_min_thz": round(s["harmonic_min_frequency"], 2),
-                     "min_thz": round(t["min_frequency"], 2), "wall_s": _rounded(rec.get("wall_time"), 1),
+                     "min_thz": round(t["min_frequency"], 2), "wall_s": None if rec.get("wall_time") is None else round(rec["wall_time"], 1),
                      "grade": s.get("grade") or "", "grade_reasons": "; ".join(s.get("grade_reasons") or [])})
     return sorted(rows, key=lambda r: (grade_rank(r["grade"]), -r["r_onsite_max"]))
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def grade_rank(grade: str) -> int:

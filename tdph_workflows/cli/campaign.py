@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from .common import LaunchpadOption, console, fail
+from .common import LaunchpadOption, ScStepOption, console, fail, sc_step_settings
 from .query import emit_rows
 
 campaign_app = typer.Typer(help="Submit, watch and rerun campaigns (FireWorks + MongoDB).", no_args_is_help=True)
@@ -32,9 +32,7 @@ def submit_cmd(
     self_consistent: Annotated[bool, typer.Option(
         "--self-consistent", help="Self-consistent Phi(T) (~3x the one-shot force calls, 2.9x over 50 MDR entries; the one-shot L2 shift is "
         "biased high on soft materials, see benchmarks/results/oneshot_vs_sc.md)")] = False,
-    sc_predict: Annotated[bool | None, typer.Option(
-        "--sc-predict/--sc-mix", help="With --self-consistent: sample next from the amplitude model's predicted "
-        "fixed point, or mix linearly toward each estimate (default: mix)")] = None,
+    sc_predict: ScStepOption = None,
     known_failure_pairs: Annotated[int | None, typer.Option(
         help="Cap the antithetic pairs of a material graded F before sampling (one-shot on an unstable "
         "harmonic reference, harmonic spectrum vs DFT): 41 % of the full MDR campaign's engine time went to "
@@ -62,8 +60,7 @@ def submit_cmd(
     try:  # refused here, not as a failure of every material on the workers
         from ..core.sscha import SSCHASettings
 
-        if sc_predict is not None and not self_consistent:
-            raise ValueError("--sc-predict/--sc-mix choose the self-consistent step: give --self-consistent too")
+        sc_step = sc_step_settings(sc_predict, self_consistent)
         SSCHASettings(self_consistent=self_consistent, known_failure_pairs=known_failure_pairs,
                       known_failure_keeps_cell=known_failure_keeps_cell)
         check_temperatures(temperature)
@@ -83,8 +80,7 @@ def submit_cmd(
     with Progress(console=console) as bar:
         task = bar.add_task("registering", total=len(items))
         settings = {"self_consistent": True} if self_consistent else {}
-        if sc_predict is not None:
-            settings["sc_predict"] = sc_predict
+        settings.update(sc_step)
         if known_failure_pairs is not None:
             settings["known_failure_pairs"] = known_failure_pairs
         if known_failure_keeps_cell:

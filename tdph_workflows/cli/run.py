@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, fail
+from .common import ScStepOption, console, fail, sc_step_settings
 
 BUILTINS = {"srtio3": ("cubic_srtio3", "cubic SrTiO3, a = 3.905 A")}
 
@@ -116,9 +116,7 @@ def run_cmd(
     calculator: Annotated[str | None, typer.Option(help="Model folder/name, 'emt', or module:factory")] = None,
     estimator: Annotated[str, typer.Option(help="force_fit (default) or hessian")] = "force_fit",
     self_consistent: Annotated[bool, typer.Option("--self-consistent", help="Iterate sampling until converged")] = False,
-    sc_predict: Annotated[bool | None, typer.Option(
-        "--sc-predict/--sc-mix", help="Self-consistent steps: sample next from the amplitude model's predicted fixed "
-        "point, or mix linearly toward each estimate (default: mix)")] = None,
+    sc_predict: ScStepOption = None,
     classical: Annotated[bool, typer.Option("--classical", help="Classical instead of quantum covariance")] = False,
     relax: Annotated[bool, typer.Option("--relax", help="Relax positions and cell with the potential first")] = False,
     max_samples: Annotated[int | None, typer.Option(
@@ -134,8 +132,10 @@ def run_cmd(
     """Harmonic and temperature-renormalized phonons of one material."""
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
-    if sc_predict is not None and not self_consistent:
-        fail("--sc-predict/--sc-mix choose the self-consistent step: give --self-consistent too")
+    try:
+        sc_step = sc_step_settings(sc_predict, self_consistent)
+    except ValueError as exc:
+        fail(str(exc))
     os.environ["TDPH_TORCH_THREADS"] = str(threads or os.environ.get("TDPH_TORCH_THREADS") or 1)
     from ..core.sscha import SSCHASettings
     from ..engine import run_temperature_phonons
@@ -157,8 +157,7 @@ def run_cmd(
             raise ValueError(f"--max-samples must be at least 4 (two antithetic pairs), got {max_samples}")
         settings = SSCHASettings(estimator=estimator, quantum=not classical, self_consistent=self_consistent,
                                  max_pairs=None if max_samples is None else max(2, max_samples // 2),
-                                 soft_mode_floor_thz=soft_mode_floor, seed=seed,
-                                 **({} if sc_predict is None else {"sc_predict": sc_predict}))
+                                 soft_mode_floor_thz=soft_mode_floor, seed=seed, **sc_step)
         t0 = time.perf_counter()
         with console.status("starting") as status:
             result = run_temperature_phonons(obj, calculator, temperature, smat, settings, relax=relax,
